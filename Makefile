@@ -1,0 +1,27 @@
+# `make run` and `make test` create .venv on first use, install into it, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv clean demo-data demo-model
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[gui,dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/cellpol-gui
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo-data: $(STAMP)
+	$(BIN)/python scripts/make_demo_data.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

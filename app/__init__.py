@@ -1,0 +1,1 @@
+"""CellPol desktop app (installed as ``cellpol_app``)."""

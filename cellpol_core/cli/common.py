@@ -1,0 +1,105 @@
+"""Flags and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from ..jobs import ProgressEvent
+
+
+def add_debug_flag(parser):
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+
+def add_image_flags(parser, *, channels=True):
+    """Add the flags every image-reading command shares."""
+    if channels:
+        parser.add_argument("--channels", nargs=2, type=int, metavar=("S", "E"),
+                            help="0-based start and end channels (default: channels whose names "
+                                 "match the structure names, else 0 1)")
+    parser.add_argument("--voxel-size", nargs="+", type=float, metavar="UM",
+                        help="voxel size in µm as X Y Z (2D: X Y), overriding metadata")
+    parser.add_argument("--axes", metavar="STR",
+                        help="axes letters of the stored array, e.g. YXZC, overriding the heuristic")
+    add_structures_flag(parser)
+
+
+def add_structures_flag(parser):
+    parser.add_argument("--structures", nargs=2, metavar=("START", "END"),
+                        default=["nucleus", "golgi"],
+                        help="start and end structure names (default: nucleus golgi)")
+
+
+def voxel_size_from_args(args):
+    """The --voxel-size flag as a (z, y, x) tuple, or None. X Y [Z] on the command line."""
+    vs = getattr(args, "voxel_size", None)
+    if vs is None:
+        return None
+    if len(vs) == 2:
+        x, y = vs
+        return (1.0, float(y), float(x))
+    if len(vs) == 3:
+        x, y, z = vs
+        return (float(z), float(y), float(x))
+    raise InputError(f"--voxel-size takes X Y Z (or X Y in 2D), got {len(vs)} values")
+
+
+def load_image(args, path, *, lazy=False, need_voxel_size=False):
+    """Read ``path`` honouring --axes and --voxel-size."""
+    from ..image import read_image
+
+    image = read_image(path, axes=getattr(args, "axes", None), voxel_size=voxel_size_from_args(args),
+                       lazy=lazy)
+    if need_voxel_size and image.is_3d and image.voxel_size is None:
+        raise InputError("3D image has no voxel size in its metadata; pass --voxel-size X Y Z",
+                         path)
+    return image
+
+
+class ProgressBar:
+    """Show :class:`ProgressEvent` objects as a tqdm bar on stderr."""
+
+    def __init__(self, *, disable=None):
+        self._bar = None
+        self._stage = None
+        self._disable = (not sys.stderr.isatty()) if disable is None else disable
+
+    def __call__(self, event: ProgressEvent):
+        from tqdm import tqdm
+
+        if event.stage != self._stage or self._bar is None:
+            self.close()
+            self._stage = event.stage
+            self._bar = tqdm(total=event.total, desc=event.stage, unit="step",
+                             disable=self._disable, leave=False, file=sys.stderr)
+        if event.total is not None and self._bar.total != event.total:
+            self._bar.total = event.total
+        self._bar.n = event.step
+        if event.message:
+            self._bar.set_postfix_str(event.message, refresh=False)
+        self._bar.refresh()
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def expand_inputs(paths, *, suffixes=(".tif", ".tiff", ".lsm")):
+    """Expand folders into the image files they hold, sorted by name."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir()
+                              if f.is_file() and f.name.lower().endswith(suffixes)))
+        else:
+            out.append(p)
+    return out

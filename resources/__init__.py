@@ -1,0 +1,1 @@
+"""Bundled resources: icons, demo image and models (installed as ``cellpol_resources``)."""
