@@ -1,0 +1,134 @@
+"""``cellpol-gui``: open the viewer on an image, or on the bundled demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_SIZE = (1200, 800)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cellpol-gui",
+        description="CellPol desktop viewer. With no IMAGE, opens the bundled demo image "
+                    "and its ground-truth vectors.")
+    p.add_argument("image", nargs="?", metavar="IMAGE",
+                   help="image file (.tif, .tiff, .lsm, .ome.tif)")
+    p.add_argument("--vectors", metavar="CSV", help="vectors CSV to draw over the image")
+    p.add_argument("--screenshot", metavar="OUT.png",
+                   help="render the window, save it as a PNG and exit (for scripts and tests)")
+    p.add_argument("--size", nargs=2, type=int, metavar=("W", "H"), default=list(DEFAULT_SIZE),
+                   help="window size in pixels (default: %(default)s)")
+    p.add_argument("--quit-after", type=float, metavar="SECONDS",
+                   help="close the window after this many seconds")
+    return p
+
+
+def _ensure_platform(headless: bool):
+    # A scripted screenshot still works on a machine with no display at all.
+    if (headless and sys.platform.startswith("linux") and "QT_QPA_PLATFORM" not in os.environ
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+
+def _get_app():
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+    import cellpol_core
+
+    app.setApplicationName("CellPol")
+    app.setApplicationDisplayName("CellPol")
+    app.setOrganizationName("CellPol")
+    app.setOrganizationDomain("cellpol.org")
+    app.setApplicationVersion(cellpol_core.__version__)
+    return app
+
+
+def _fail(message: str) -> int:
+    print(f"cellpol-gui: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _settle(app, window, *, timeout=10.0):
+    """Process events until the window is painted and the device is known."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app.processEvents()
+        if window.device_known:
+            break
+        time.sleep(0.02)
+    for _ in range(5):
+        app.processEvents()
+
+
+def main(argv=None) -> int:
+    """Run the desktop viewer; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    headless = args.screenshot is not None
+
+    from cellpol_core.errors import InputError
+    from cellpol_core.resources import demo_image_path, demo_vectors_path
+
+    image_path = Path(args.image) if args.image else None
+    vectors_path = Path(args.vectors) if args.vectors else None
+    if headless:
+        # Scripted use: bad input is one line on stderr, before Qt says anything.
+        from cellpol_core.image import read_image
+        from cellpol_core.vectors import read_vectors
+
+        try:
+            if image_path is None:
+                image_path = demo_image_path()
+                if vectors_path is None:
+                    try:
+                        vectors_path = demo_vectors_path()
+                    except InputError:
+                        vectors_path = None
+            image = read_image(image_path)
+            vectors = read_vectors(vectors_path) if vectors_path else None
+        except InputError as exc:
+            return _fail(str(exc))
+        except (OSError, ValueError) as exc:  # a reader bug must still not print a traceback
+            return _fail(f"{image_path}: cannot open ({exc})")
+
+    _ensure_platform(headless)
+    app = _get_app()
+    from .viewer import ViewerWindow
+
+    window = ViewerWindow()
+    if headless:
+        window.set_image(image, path=image_path)
+        if vectors is not None:
+            window.set_vectors(vectors, path=vectors_path)
+    window.resize(*args.size)
+    window.show()
+
+    if headless:
+        _settle(app, window)
+        out = Path(args.screenshot)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ok = window.grab().save(str(out))
+        window.close()
+        window.deleteLater()
+        app.processEvents()
+        if not ok:
+            return _fail(f"{out}: cannot write the screenshot")
+        return 0
+
+    # Interactive: errors appear as dialogs over the (possibly empty) window.
+    from PySide6.QtCore import Qt, QTimer
+
+    opened = window.open_demo() if image_path is None else window.load_image(image_path)
+    if opened and vectors_path is not None:
+        window.load_vectors(vectors_path)
+    if args.quit_after is not None:
+        QTimer.singleShot(int(max(args.quit_after, 0) * 1000), window.close)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    return int(app.exec())
