@@ -24,9 +24,10 @@ def vectors_path_for(image_path, outdir) -> Path:
     return Path(outdir) / f"{image_stem(image_path)}_vectors.csv"
 
 
-def predict_files(paths: Sequence, *, outdir, method="otsu", channels=None,
-                  structures=("nucleus", "golgi"), voxel_size=None, axes=None, d_max=14.0,
-                  min_size_um=(20.0, 2.0), cancel: Optional[CancelToken] = None):
+def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channels=None,
+                  structures=None, voxel_size=None, axes=None, d_max=None,
+                  min_size_um=(20.0, 2.0), device="auto", batch_size=1, tile=None,
+                  timings=None, skip_existing=False, cancel: Optional[CancelToken] = None):
     """Predict vectors for each image file and write ``<stem>_vectors.csv``.
 
     A generator job: yields :class:`~cellpol_core.jobs.ProgressEvent` and
@@ -38,28 +39,63 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", channels=None,
         Image files.
     outdir : path
         Output folder, created if needed.
-    method : {"otsu"}
-        The prediction method.
+    method : {"otsu", "model"}
+        The classical baseline, or a trained model (``model``).
+    model : str or Path, optional
+        Model folder or bundled model name; implies ``method="model"``.
     channels : (int, int), optional
         Start and end channels; default from channel names, else (0, 1).
-    structures : (str, str)
-        Start and end structure names.
+    structures : (str, str), optional
+        Start and end structure names (default: the model's, or nucleus golgi).
     voxel_size : tuple of 3 floats, optional
         (z, y, x) µm overriding the files' metadata.
     axes : str, optional
         Axes of the stored arrays, overriding the heuristic.
-    d_max : float
-        Longest allowed pair in µm.
+    d_max : float, optional
+        Longest allowed pair in µm (default 14, or the model's tuned value).
     min_size_um : (float, float)
         Smallest start/end components for the Otsu method, µm³ (µm² in 2D).
+    device : {"auto", "cpu", "cuda"}
+        Where a model runs.
+    batch_size : int
+        Tiles per network call.
+    tile : tuple of int, optional
+        Tile size in model voxels.
+    timings : Timings, optional
+        Accumulates the time per part (read, normalise, network, decode, write).
+    skip_existing : bool
+        Skip images whose output CSV exists (resuming a batch run).
     cancel : CancelToken, optional
-        Checked between images.
+        Checked between images (and between tiles for models).
     """
+    import time
+
     from .classical import predict_otsu
     from .image import read_image, resolve_channels
+    from .infer import Timings, predict_image
 
-    if method != "otsu":
-        raise InputError(f"unknown method {method!r}; available: otsu")
+    if model is not None:
+        method = "model"
+    if method not in ("otsu", "model"):
+        raise InputError(f"unknown method {method!r}; available: otsu, model")
+    timings = timings if timings is not None else Timings()
+    loaded = None
+    if method == "model":
+        if model is None:
+            raise InputError("--method model needs --model MODEL_DIR|NAME")
+        from .model import load_model
+        from .network import device_description, select_device
+
+        dev = select_device(device)
+        loaded = load_model(model, device=dev)
+        if d_max is not None:
+            from dataclasses import replace
+
+            loaded.thresholds = replace(loaded.thresholds, d_max_um=float(d_max))
+        structures = tuple(structures or loaded.config.structures)
+        yield ProgressEvent("predict", 0, len(paths), message=f"model on {device_description(dev)}",
+                            data={"device": device_description(dev)})
+    structures = tuple(structures or ("nucleus", "golgi"))
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -67,16 +103,29 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", channels=None,
     for k, path in enumerate(paths):
         if cancel is not None:
             cancel.check()
+        out = vectors_path_for(path, outdir)
+        if skip_existing and out.exists():
+            written.append(out)
+            continue
         yield ProgressEvent("predict", k, n, message=Path(path).name)
-        image = read_image(path, axes=axes, voxel_size=voxel_size)
+        t0 = time.perf_counter()
+        image = read_image(path, axes=axes, voxel_size=voxel_size, lazy=loaded is not None)
+        timings.read += time.perf_counter() - t0
         if image.is_3d and image.voxel_size is None:
             raise InputError("3D image has no voxel size in its metadata; pass --voxel-size X Y Z",
                              path)
         ch = resolve_channels(image, channels=channels, structures=structures)
-        table = predict_otsu(image, channels=ch, d_max=d_max, min_size_um=min_size_um,
-                             names=tuple(structures))
-        out = vectors_path_for(path, outdir)
+        if loaded is None:
+            t1 = time.perf_counter()
+            table = predict_otsu(image, channels=ch, d_max=14.0 if d_max is None else d_max,
+                                 min_size_um=min_size_um, names=structures)
+            timings.decode += time.perf_counter() - t1
+        else:
+            table = yield from predict_image(image, loaded, channels=ch, batch_size=batch_size,
+                                             tile=tile, timings=timings, cancel=cancel)
+        t2 = time.perf_counter()
         write_vectors(out, table, voxel_size=image.voxel_size)
+        timings.write += time.perf_counter() - t2
         written.append(out)
         yield ProgressEvent("predict", k + 1, n, message=f"{Path(path).name}: {len(table)} vectors",
                             data={"path": str(out), "n_vectors": len(table)})

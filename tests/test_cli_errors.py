@@ -27,7 +27,7 @@ def good_3d(tmp_path):
 
 
 def test_missing_file(tmp_path, capsys):
-    assert main(["predict", str(tmp_path / "absent.tif"), "-o", str(tmp_path / "o")]) == 2
+    assert main(["predict", str(tmp_path / "absent.tif"), "-o", str(tmp_path / "o"), "--method", "otsu"]) == 2
     _one_line_error(capsys, "absent.tif")
 
 
@@ -42,20 +42,20 @@ def test_truncated_tiff(tmp_path, good_3d, capsys):
     data = good_3d.read_bytes()
     cut = tmp_path / "cut.tif"
     cut.write_bytes(data[: len(data) // 2])
-    assert main(["predict", str(cut), "-o", str(tmp_path / "o")]) == 2
+    assert main(["predict", str(cut), "-o", str(tmp_path / "o"), "--method", "otsu"]) == 2
     _one_line_error(capsys, "cut.tif")
 
 
 def test_one_channel_when_two_needed(tmp_path, capsys):
     one = tmp_path / "one.ome.tif"
     write_ome_tiff(one, np.ones((1, 4, 16, 16), np.uint16), voxel_size=(1, 1, 1))
-    assert main(["predict", str(one), "-o", str(tmp_path / "o")]) == 2
+    assert main(["predict", str(one), "-o", str(tmp_path / "o"), "--method", "otsu"]) == 2
     err = _one_line_error(capsys, "one.ome.tif")
     assert "channel" in err
 
 
 def test_channel_out_of_range(tmp_path, good_3d, capsys):
-    assert main(["predict", str(good_3d), "-o", str(tmp_path / "o"), "--channels", "0", "5"]) == 2
+    assert main(["predict", str(good_3d), "-o", str(tmp_path / "o"), "--method", "otsu", "--channels", "0", "5"]) == 2
     _one_line_error(capsys, "good.ome.tif")
 
 
@@ -70,11 +70,11 @@ def test_5d_input(tmp_path, capsys):
 def test_3d_without_voxel_size(tmp_path, capsys):
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(plain, np.zeros((2, 8, 32, 32), np.uint16))
-    assert main(["predict", str(plain), "-o", str(tmp_path / "o")]) == 2
+    assert main(["predict", str(plain), "-o", str(tmp_path / "o"), "--method", "otsu"]) == 2
     err = _one_line_error(capsys, "plain.tif")
     assert "--voxel-size" in err
     # ...and giving it makes the same file work.
-    assert main(["predict", str(plain), "-o", str(tmp_path / "o"),
+    assert main(["predict", str(plain), "-o", str(tmp_path / "o"), "--method", "otsu",
                  "--voxel-size", "0.666", "0.666", "0.27"]) == 0
 
 
@@ -109,5 +109,17 @@ def test_debug_shows_traceback(tmp_path):
 
 def test_predict_writes_vectors(tmp_path, good_3d, capsys):
     out = tmp_path / "o"
-    assert main(["predict", str(good_3d), "-o", str(out)]) == 0
+    assert main(["predict", str(good_3d), "-o", str(out), "--method", "otsu"]) == 0
     assert (out / "good_vectors.csv").exists()
+
+
+def test_predict_needs_a_method(tmp_path, good_3d, capsys):
+    assert main(["predict", str(good_3d), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and "--method otsu" in err
+
+
+def test_missing_model(tmp_path, good_3d, capsys):
+    assert main(["predict", str(good_3d), "-o", str(tmp_path / "o"),
+                 "--model", str(tmp_path / "no_such_model")]) == 2
+    _one_line_error(capsys, "no_such_model")

@@ -28,8 +28,8 @@ def add_image_flags(parser, *, channels=True):
 
 def add_structures_flag(parser):
     parser.add_argument("--structures", nargs=2, metavar=("START", "END"),
-                        default=["nucleus", "golgi"],
-                        help="start and end structure names (default: nucleus golgi)")
+                        help="start and end structure names (default: the model's, else the "
+                             "preset's: nucleus golgi)")
 
 
 def voxel_size_from_args(args):

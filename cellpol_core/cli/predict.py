@@ -17,11 +17,19 @@ def register(sub):
                     "OUTDIR/<image-stem>_vectors.csv.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    p.add_argument("--method", choices=["otsu"], default="otsu",
-                   help="otsu: the classical baseline (Otsu thresholds, components, Hungarian "
-                        "pairing); needs no training")
-    p.add_argument("--d-max", type=float, default=14.0, metavar="UM",
-                   help="longest start-end pair in µm (pixels for uncalibrated 2D); default 14")
+    p.add_argument("--model", metavar="MODEL_DIR|NAME",
+                   help="a model folder, or the name of a bundled model (e.g. demo)")
+    p.add_argument("--method", choices=["model", "otsu"],
+                   help="model (default when --model is given) or otsu: the classical baseline "
+                        "(Otsu thresholds, components, Hungarian pairing), which needs no training")
+    p.add_argument("--d-max", type=float, metavar="UM",
+                   help="longest start-end pair in µm (pixels for uncalibrated 2D); default: "
+                        "the model's tuned value, 14 for otsu")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where a model runs (auto: CUDA when present)")
+    p.add_argument("--batch-size", type=int, default=1, help="tiles per network call")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="skip images whose output CSV exists (resume a batch run)")
     p.add_argument("--min-size", nargs=2, type=float, default=[20.0, 2.0], metavar=("START", "END"),
                    help="otsu: smallest start/end components in µm³ (µm² in 2D); default 20 2")
     add_image_flags(p)
@@ -32,10 +40,17 @@ def run(args) -> int:
     paths = expand_inputs(args.images)
     if not paths:
         raise InputError("no images found in " + ", ".join(args.images))
+    method = args.method or ("model" if args.model else None)
+    if method is None:
+        raise InputError("choose a method: --model MODEL_DIR|NAME (e.g. --model demo) "
+                         "or --method otsu")
+    if method == "model" and not args.model:
+        raise InputError("--method model needs --model MODEL_DIR|NAME")
     job = predict_files(
-        paths, outdir=args.output, method=args.method, channels=args.channels,
-        structures=tuple(args.structures), voxel_size=voxel_size_from_args(args),
-        axes=args.axes, d_max=args.d_max, min_size_um=tuple(args.min_size))
+        paths, outdir=args.output, method=method, model=args.model if method == "model" else None,
+        channels=args.channels, structures=args.structures, voxel_size=voxel_size_from_args(args),
+        axes=args.axes, d_max=args.d_max, min_size_um=tuple(args.min_size), device=args.device,
+        batch_size=args.batch_size, skip_existing=args.skip_existing)
     with ProgressBar() as bar:
         written = run_job(job, bar)
     for path in written:
