@@ -7,6 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
+# mkstemp creates files with mode 0600; written files should follow the
+# umask like any other. Read once at import (reading it means setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path, *, suffix=None):
@@ -23,6 +28,7 @@ def atomic_path(path, *, suffix=None):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
