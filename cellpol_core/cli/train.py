@@ -1,0 +1,134 @@
+"""``cellpol train``: train or fine-tune a model folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError
+from ..jobs import run_job
+from .common import ProgressBar, add_image_flags, expand_inputs, voxel_size_from_args
+
+
+def add_pairs_flags(p, *, what="training"):
+    p.add_argument("--images", nargs="+", required=True, metavar="IMAGE",
+                   help=f"{what} images (files or folders)")
+    p.add_argument("--vectors", nargs="+", required=True, metavar="CSV",
+                   help="their vector CSVs (files or folders), matched to the images by order "
+                        "or, for folders, by file stem (<stem>.csv or <stem>_vectors.csv)")
+
+
+def match_vectors(images, vectors):
+    """Pair image files with vector CSVs: one-to-one by order, or by stem in folders."""
+    from pathlib import Path
+
+    from ..predict import image_stem
+
+    csvs = expand_inputs(vectors, suffixes=(".csv",))
+    if len(csvs) == len(images) and not any(Path(v).is_dir() for v in vectors):
+        return csvs
+    by_stem = {}
+    for c in csvs:
+        stem = c.stem[: -len("_vectors")] if c.stem.endswith("_vectors") else c.stem
+        by_stem[stem] = c
+    out = []
+    for img in images:
+        stem = image_stem(img)
+        if stem not in by_stem:
+            raise InputError(f"no vector CSV for this image (looked for {stem}.csv or "
+                             f"{stem}_vectors.csv)", img)
+        out.append(by_stem[stem])
+    return out
+
+
+def register(sub):
+    p = sub.add_parser(
+        "train", help="train or fine-tune a CellPol model",
+        description="Train a model folder from images and their paired-centroid CSVs.")
+    add_pairs_flags(p)
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model folder")
+    p.add_argument("--val", nargs="+", metavar="IMAGE",
+                   help="validation images (their CSVs via --val-vectors); default: hold out "
+                        "--val-fraction of each training image")
+    p.add_argument("--val-vectors", nargs="+", metavar="CSV", help="validation vector CSVs")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of each training image (along x) held out (default 0.1)")
+    p.add_argument("--epochs", type=int, default=50, help="number of epochs (default 50)")
+    p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one "
+                                                       "coverage of the training voxels)")
+    p.add_argument("--patch", nargs="+", type=int, metavar="N",
+                   help="patch size X Y Z (2D: X Y); default 128 128 64, shrunk to the images")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--arch", default="light", help="network preset: light (default), paper, "
+                                                   "ctrdet-light, ctrdet-paper")
+    p.add_argument("--preset", default="nucleus-golgi",
+                   help="structure sizes: nucleus-golgi (µm) or cytoplasm-nucleus (px)")
+    p.add_argument("--init", metavar="MODEL", help="fine-tune from this model folder or name")
+    p.add_argument("--resume", action="store_true", help="continue from MODEL_DIR's checkpoint")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
+                   help="tune thresholds at the end, on the --val images or else on the "
+                        "training images (default on)")
+    add_image_flags(p)
+    p.set_defaults(func=run)
+
+
+def _patch(args):
+    if not args.patch:
+        return None
+    if len(args.patch) == 3:
+        x, y, z = args.patch
+        return (z, y, x)
+    if len(args.patch) == 2:
+        x, y = args.patch
+        return (y, x)
+    raise InputError("--patch takes X Y Z (or X Y in 2D)")
+
+
+def run(args) -> int:
+    from ..train import train
+
+    images = expand_inputs(args.images)
+    vectors = match_vectors(images, args.vectors)
+    val_images = expand_inputs(args.val) if args.val else []
+    val_vectors = []
+    if val_images:
+        if not args.val_vectors:
+            raise InputError("--val needs --val-vectors")
+        val_vectors = match_vectors(val_images, args.val_vectors)
+    job = train(images, vectors, outdir=args.output, val_images=val_images,
+                val_vectors=val_vectors, val_fraction=args.val_fraction, arch=args.arch,
+                epochs=args.epochs, patch_size=_patch(args), batch_size=args.batch_size,
+                lr=args.lr, steps_per_epoch=args.steps_per_epoch, init=args.init,
+                device=args.device, seed=args.seed, resume=args.resume, preset=args.preset,
+                channels=args.channels, structures=args.structures, axes=args.axes,
+                voxel_size=voxel_size_from_args(args))
+    epochs_done = []
+    device_seen = []
+
+    with ProgressBar() as bar:
+        def show(event):
+            bar(event)
+            if "device" in event.data and not device_seen:
+                device_seen.append(event.data["device"])
+            if event.data.get("epoch_end"):
+                epochs_done.append(event.message)
+
+        model_dir = run_job(job, show)
+    if device_seen:
+        print(f"device: {device_seen[0]}")
+    for line in epochs_done:
+        print(line)
+    if args.tune:
+        from ..tune import format_report, tune
+
+        tune_imgs, tune_vecs = (val_images, val_vectors) if val_images else (images, vectors)
+        with ProgressBar() as bar:
+            _, report = run_job(tune(model_dir, tune_imgs, tune_vecs, channels=args.channels,
+                                     axes=args.axes, voxel_size=voxel_size_from_args(args),
+                                     device=args.device), bar)
+        print(format_report(report))
+    print(f"model written to {model_dir}", file=sys.stdout)
+    return 0

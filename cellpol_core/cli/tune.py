@@ -1,0 +1,36 @@
+"""``cellpol tune``: choose a model's decoding thresholds on validation images."""
+
+from __future__ import annotations
+
+from ..jobs import run_job
+from .common import ProgressBar, add_image_flags, expand_inputs, voxel_size_from_args
+from .train import add_pairs_flags, match_vectors
+
+
+def register(sub):
+    p = sub.add_parser(
+        "tune", help="tune a model's thresholds on annotated images",
+        description="Grid-search the heatmap thresholds, peak distances and pair distance that "
+                    "maximise the vector F1 at evaluation level 5; writes thresholds.json and "
+                    "metrics.json into the model folder.")
+    p.add_argument("model", metavar="MODEL_DIR", help="model folder or bundled model name")
+    add_pairs_flags(p, what="validation")
+    p.add_argument("--level", type=int, default=5, help="evaluation level to optimise (default 5)")
+    p.add_argument("--border-um", type=float, default=7.0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_image_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..tune import format_report, tune
+
+    images = expand_inputs(args.images)
+    vectors = match_vectors(images, args.vectors)
+    with ProgressBar() as bar:
+        _, report = run_job(tune(args.model, images, vectors, channels=args.channels,
+                                 axes=args.axes, voxel_size=voxel_size_from_args(args),
+                                 level=args.level, border_um=args.border_um,
+                                 device=args.device), bar)
+    print(format_report(report))
+    return 0

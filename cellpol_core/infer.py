@@ -1,0 +1,430 @@
+"""Tiled inference: a trained model over an image of any size.
+
+The image is cut into overlapping tiles over x, y and z (so it may have any
+number of slices). Tiles stream from the (possibly memory-mapped) source, are
+normalised with whole-image percentiles, padded with background-like values
+where they pass the image edge, run through the network in batches, and
+decoded one by one. Duplicates across overlapping tiles are suppressed, with
+vectors found in a tile's interior winning over those at its margin. Only
+vectors are kept, so memory stays bounded by a few tiles whatever the image
+size.
+
+When the image's voxel size differs from the model's by more than 10 % on an
+axis, tiles are resampled to the model's voxel size on the fly and the
+coordinates are mapped back to the image's voxels.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .errors import InputError
+from .jobs import CancelToken, ProgressEvent
+from .vectors import VectorTable
+
+DEFAULT_TILE_3D = (64, 192, 192)
+DEFAULT_TILE_2D = (512, 512)
+DEFAULT_OVERLAP_3D = (16, 32, 32)
+DEFAULT_OVERLAP_2D = (64, 64)
+
+
+@dataclass
+class Timings:
+    """Wall-clock seconds spent in each part of a prediction."""
+
+    read: float = 0.0
+    normalise: float = 0.0
+    network: float = 0.0
+    decode: float = 0.0
+    write: float = 0.0
+    tiles: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def total(self) -> float:
+        return self.read + self.normalise + self.network + self.decode + self.write
+
+    def as_dict(self) -> dict:
+        return {"read_s": self.read, "normalise_s": self.normalise, "network_s": self.network,
+                "decode_s": self.decode, "write_s": self.write, "tiles": self.tiles}
+
+
+def tile_origins(size, tile, overlap) -> list:
+    """Start positions of tiles of length ``tile`` covering ``size`` with ``overlap``."""
+    if size <= tile:
+        return [0]
+    step = max(tile - overlap, 1)
+    n = math.ceil((size - tile) / step) + 1
+    starts = [min(i * step, size - tile) for i in range(n)]
+    return sorted(set(starts))
+
+
+def plan_tiles(shape, *, tile, overlap, multiple) -> tuple:
+    """Tile size (valid for the network), tile origins and each tile's interior.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Spatial shape in model voxels.
+    tile, overlap : tuple of int
+        Requested tile size and overlap per axis. The overlap is capped at
+        half a tile.
+    multiple : tuple of int
+        The network's size rule: each tile side is a multiple of it.
+
+    Returns
+    -------
+    tile : tuple of int
+    origins : list of tuple of int
+    interiors : list of (lo, hi) arrays
+        Per tile, the region it owns: neighbouring tiles meet in the middle
+        of their overlap, and the outer tiles own everything past the image
+        edges, so the interiors partition space.
+    """
+    sizes = []
+    for s, t, m in zip(shape, tile, multiple):
+        t = int(math.ceil(min(int(t), max(int(s), 1)) / m) * m)
+        sizes.append(max(t, m))
+    overlap = [min(int(o), t // 2) for o, t in zip(overlap, sizes)]
+    per_axis = [tile_origins(s, t, o) for s, t, o in zip(shape, sizes, overlap)]
+    bounds = []
+    for starts, t in zip(per_axis, sizes):
+        cuts = [(a + t + b) / 2.0 for a, b in zip(starts, starts[1:])]
+        bounds.append(([-np.inf] + cuts, cuts + [np.inf]))
+    origins, interiors = [], []
+    for idx in np.ndindex(*[len(o) for o in per_axis]):
+        origins.append(tuple(int(per_axis[a][i]) for a, i in enumerate(idx)))
+        interiors.append((np.array([bounds[a][0][i] for a, i in enumerate(idx)]),
+                          np.array([bounds[a][1][i] for a, i in enumerate(idx)])))
+    return tuple(sizes), origins, interiors
+
+
+def _coord_scale(src_shape, dst_shape) -> np.ndarray:
+    # scipy.ndimage.zoom aligns the corner voxels: dst = src * (D - 1) / (S - 1).
+    s = np.asarray(src_shape, float)
+    d = np.asarray(dst_shape, float)
+    return np.where(s > 1, (d - 1) / np.maximum(s - 1, 1), 1.0)
+
+
+class TileReader:
+    """Reads normalised (2, *tile) model-space tiles from a source image.
+
+    Parameters
+    ----------
+    data : array-like
+        (C, Z, Y, X) or (C, Y, X) source; only the needed region is read.
+    channels : (int, int)
+        Start and end channel.
+    limits : ndarray, (2, 2)
+        Per-channel (low, high) intensities mapped to 0 and 1.
+    model_shape : tuple of int
+        The image's spatial shape in model voxels.
+    seed : int
+        For the background-like padding.
+    """
+
+    def __init__(self, data, *, channels, limits, model_shape, seed=0):
+        self.data = data
+        self.channels = tuple(channels)
+        self.limits = np.asarray(limits, np.float32)
+        self.src_shape = tuple(int(s) for s in data.shape[1:])
+        self.model_shape = tuple(int(s) for s in model_shape)
+        self.resampled = self.src_shape != self.model_shape
+        self.to_model = _coord_scale(self.src_shape, self.model_shape)
+        self.rng = np.random.default_rng(seed)
+        self.t_read = 0.0
+        self.t_norm = 0.0
+
+    def read(self, origin, tile) -> np.ndarray:
+        out = self.rng.uniform(0.0, 10.0 / 255.0, size=(2,) + tuple(tile)).astype(np.float32)
+        lo = np.maximum(np.asarray(origin), 0)
+        hi = np.minimum(np.asarray(origin) + np.asarray(tile), self.model_shape)
+        if np.any(hi <= lo):
+            return out
+        t0 = time.perf_counter()
+        if not self.resampled:
+            region = [self._read_channel(c, tuple(slice(a, b) for a, b in zip(lo, hi)))
+                      for c in self.channels]
+        else:
+            region = self._read_resampled(lo, hi)
+        t1 = time.perf_counter()
+        dst = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin))
+        for k, r in enumerate(region):
+            low, high = self.limits[k]
+            scale = 1.0 / max(float(high - low), 1e-12)
+            np.clip((r.astype(np.float32, copy=False) - low) * scale, 0.0, 1.0, out=out[k][dst])
+        self.t_read += t1 - t0
+        self.t_norm += time.perf_counter() - t1
+        return out
+
+    def _read_channel(self, c, region):
+        return np.asarray(self.data[(c,) + tuple(region)])
+
+    def _read_resampled(self, lo, hi):
+        from scipy import ndimage as ndi
+
+        # Model voxel m sits at source position m / to_model.
+        src_lo = np.floor(lo / self.to_model).astype(int)
+        src_hi = np.minimum(np.ceil((hi - 1) / self.to_model).astype(int) + 2, self.src_shape)
+        src_lo = np.clip(src_lo, 0, np.asarray(self.src_shape) - 1)
+        region = tuple(slice(a, b) for a, b in zip(src_lo, src_hi))
+        out = []
+        for c in self.channels:
+            block = np.asarray(self.data[(c,) + region], dtype=np.float32)
+            grid = np.meshgrid(*[np.arange(a, b) / s - o
+                                 for a, b, s, o in zip(lo, hi, self.to_model, src_lo)],
+                               indexing="ij")
+            out.append(ndi.map_coordinates(block, grid, order=1, mode="nearest"))
+        return out
+
+
+def image_limits(data, channels, *, low=0.05, high=99.95) -> np.ndarray:
+    """Per-channel percentile limits of the start and end channels, subsampled for big images."""
+    from .image import percentile_limits
+
+    return np.stack([percentile_limits(_ChannelView(data, c), low=low, high=high)[0]
+                     for c in channels])
+
+
+class _ChannelView:
+    """A one-channel (1, ...) view of a (C, ...) array-like without reading it."""
+
+    def __init__(self, data, c):
+        self._data = data
+        self._c = int(c)
+        self.shape = (1,) + tuple(data.shape[1:])
+        self.dtype = data.dtype
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        first, rest = key[0], key[1:]
+        if isinstance(first, (int, np.integer)):
+            if int(first) not in (0, -1):
+                raise IndexError(first)
+            return self._data[(self._c,) + rest]
+        block = np.asarray(self._data[(self._c,) + rest])
+        return block[None][first]
+
+    def __array__(self, dtype=None, copy=None):
+        a = np.asarray(self._data[self._c])[None]
+        return a if dtype is None else a.astype(dtype)
+
+
+@dataclass
+class _Plan:
+    """Everything needed to run a model over one image's tiles."""
+
+    dims: int
+    channels: tuple
+    work_vs: tuple
+    model_shape: tuple
+    tile: tuple
+    origins: list
+    interiors: list
+    reader: "TileReader"
+
+
+def _plan(image, model, *, channels, tile, overlap, timings) -> _Plan:
+    from .image import resolve_channels
+    from .train import needs_resampling
+
+    cfg = model.config
+    dims = image.ndim
+    if dims != cfg.spatial_dims:
+        raise InputError(f"the model is {cfg.spatial_dims}D but the image is {dims}D", image.path)
+    if image.n_channels < 2:
+        raise InputError(f"needs 2 channels (start and end), image has {image.n_channels}",
+                         image.path)
+    ch = resolve_channels(image, channels=channels, structures=cfg.structures)
+    src_vs = image.voxel_size
+    if src_vs is None:
+        if dims == 3:
+            raise InputError("3D image has no voxel size; pass --voxel-size X Y Z", image.path)
+        src_vs = tuple(cfg.voxel_size)
+    model_vs = np.asarray(cfg.voxel_size, float)
+    src_shape = np.asarray(image.spatial_shape)
+    if needs_resampling(np.asarray(src_vs)[-dims:], model_vs[-dims:]):
+        factors = np.asarray(src_vs, float)[-dims:] / model_vs[-dims:]
+        model_shape = tuple(int(max(1, round(s * f))) for s, f in zip(src_shape, factors))
+        work_vs = tuple(float(v) for v in model_vs)
+    else:
+        model_shape = tuple(int(s) for s in src_shape)
+        work_vs = tuple(float(v) for v in src_vs) if dims == 3 else (1.0,) + tuple(src_vs[-2:])
+    t0 = time.perf_counter()
+    limits = image_limits(image.data, ch, low=cfg.normalisation.get("low", 0.05),
+                          high=cfg.normalisation.get("high", 99.95))
+    timings.normalise += time.perf_counter() - t0
+    tile = tuple(tile or (DEFAULT_TILE_3D if dims == 3 else DEFAULT_TILE_2D))
+    overlap = tuple(overlap or (DEFAULT_OVERLAP_3D if dims == 3 else DEFAULT_OVERLAP_2D))
+    tile, origins, interiors = plan_tiles(model_shape, tile=tile, overlap=overlap,
+                                          multiple=model.net.size_multiple())
+    reader = TileReader(image.data, channels=ch, limits=limits, model_shape=model_shape)
+    return _Plan(dims, ch, work_vs, model_shape, tile, origins, interiors, reader)
+
+
+def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel):
+    """Yield ("progress", event) and ("tile", tile_index, maps) items, maps as numpy."""
+    import torch
+
+    from .network import autocast_context
+
+    net = model.net
+    dev = device or next(net.parameters()).device
+    n = len(plan.origins)
+    yield "progress", ProgressEvent("tiles", 0, n, message=f"{n} tiles of {plan.tile}")
+    for b in range(0, n, batch_size):
+        if cancel is not None:
+            cancel.check()
+        batch_origins = plan.origins[b:b + batch_size]
+        x = np.stack([plan.reader.read(o, plan.tile) for o in batch_origins])
+        t1 = time.perf_counter()
+        xt = torch.from_numpy(x).to(dev)
+        if plan.dims == 3 and dev.type == "cpu":
+            xt = xt.contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode(), autocast_context(dev):
+            out = net(xt)
+        maps = {k: v.float().cpu().numpy()[:, 0] for k, v in out.items()}
+        timings.network += time.perf_counter() - t1
+        timings.tiles += len(batch_origins)
+        for k in range(len(batch_origins)):
+            yield "tile", b + k, {name: m[k] for name, m in maps.items()}
+        yield "progress", ProgressEvent("tiles", min(b + batch_size, n), n)
+    timings.read += plan.reader.t_read
+    timings.normalise += plan.reader.t_norm
+
+
+def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch_size=1,
+                  device=None, thresholds=None, timings: Optional[Timings] = None,
+                  cancel: Optional[CancelToken] = None):
+    """Predict the polarity vectors of one image with a loaded model.
+
+    A generator job: yields :class:`~cellpol_core.jobs.ProgressEvent` (stage
+    ``"tiles"``) and returns a :class:`~cellpol_core.vectors.VectorTable` in
+    the image's voxel coordinates.
+
+    Parameters
+    ----------
+    image : CellImage
+        The image (its data may be memory-mapped).
+    model : LoadedModel
+        From :func:`cellpol_core.model.load_model`.
+    channels : (int, int), optional
+        Start and end channels; default by channel names, else (0, 1).
+    tile, overlap : tuple of int, optional
+        Tile size and overlap in model voxels, (Z, Y, X) or (Y, X).
+    batch_size : int
+        Tiles per network call.
+    device : torch.device, optional
+        Default: where the model's parameters are.
+    thresholds : Thresholds, optional
+        Default: the model's ``thresholds.json``.
+    timings : Timings, optional
+        Filled with the time spent per part.
+    cancel : CancelToken, optional
+        Checked between tile batches.
+    """
+    from .decode import decode_maps, merge_tile_vectors
+
+    thr = thresholds or model.thresholds
+    timings = timings if timings is not None else Timings()
+    plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=timings)
+    dims = plan.dims
+    names = tuple(model.config.structures)
+    tables, boxes = [], []
+    for item in _run_tiles(plan, model, batch_size=batch_size, device=device, timings=timings,
+                           cancel=cancel):
+        if item[0] == "progress":
+            yield item[1]
+            continue
+        _, index, maps = item
+        origin = plan.origins[index]
+        t2 = time.perf_counter()
+        offset = np.zeros(3)
+        offset[-dims:] = origin
+        tables.append(decode_maps(
+            maps["heatmap_start"], maps["heatmap_end"], maps.get("embed_start"),
+            maps.get("embed_end"), voxel_size=plan.work_vs, thresholds=tuple(thr.tau),
+            min_distance_um=tuple(thr.d_min_um), d_max=thr.d_max_um, delta=thr.delta,
+            names=names, offset=tuple(offset)))
+        lo, hi = plan.interiors[index]
+        full_lo, full_hi = np.full(3, -np.inf), np.full(3, np.inf)
+        full_lo[-dims:], full_hi[-dims:] = lo, hi
+        boxes.append((full_lo, full_hi))
+        timings.decode += time.perf_counter() - t2
+    t3 = time.perf_counter()
+    merged = merge_tile_vectors(tables, voxel_size=plan.work_vs,
+                                min_distance_um=tuple(thr.d_min_um), margins=boxes)
+    merged = _to_image_voxels(merged, plan)
+    timings.decode += time.perf_counter() - t3
+    return merged
+
+
+def _to_image_voxels(table: VectorTable, plan: _Plan) -> VectorTable:
+    """Drop detections in the padding past the image edge; map model voxels to image voxels."""
+    dims = plan.dims
+    inside = np.ones(len(table), bool)
+    for pts in (table.start, table.end):
+        sp = pts[:, -dims:]
+        inside &= np.all((sp > -0.5) & (sp < np.asarray(plan.model_shape) - 0.5), axis=1)
+    table = table.subset(inside)
+    back = np.ones(3)
+    if plan.reader.resampled:
+        back[-dims:] = 1.0 / plan.reader.to_model
+    return VectorTable(table.start * back, table.end * back, table.score, names=table.names,
+                       ndim=dims, extra=table.extra)
+
+
+@dataclass
+class ImageMaps:
+    """The four output maps of a whole image, stitched from tile interiors (model voxels)."""
+
+    maps: dict
+    voxel_size: tuple
+    plan: object
+
+    def to_image_voxels(self, table: VectorTable) -> VectorTable:
+        return _to_image_voxels(table, self.plan)
+
+    def to_model_voxels(self, table: VectorTable) -> VectorTable:
+        scale = np.ones(3)
+        if self.plan.reader.resampled:
+            scale[-self.plan.dims:] = self.plan.reader.to_model
+        return VectorTable(table.start * scale, table.end * scale, table.score, names=table.names,
+                           ndim=table.ndim)
+
+
+def predict_maps(image, model, *, channels=None, tile=None, overlap=None, batch_size=1,
+                 device=None, cancel: Optional[CancelToken] = None):
+    """Whole-image output maps, for threshold tuning on (small) validation images.
+
+    A generator job returning :class:`ImageMaps`. Each voxel takes its value
+    from the tile whose interior holds it.
+    """
+    timings = Timings()
+    plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=timings)
+    maps = {}
+    for item in _run_tiles(plan, model, batch_size=batch_size, device=device, timings=timings,
+                           cancel=cancel):
+        if item[0] == "progress":
+            yield item[1]
+            continue
+        _, index, tile_maps = item
+        origin = plan.origins[index]
+        lo, hi = plan.interiors[index]
+        dst, src = [], []
+        for o, t, s, a, b in zip(origin, plan.tile, plan.model_shape, lo, hi):
+            # Interior bounds may be infinite at the image edges.
+            a = int(max(math.ceil(max(a, -1.0)), o, 0))
+            b = int(min(math.ceil(min(b, s + 1.0)), o + t, s))
+            dst.append(slice(a, b))
+            src.append(slice(a - o, b - o))
+        for name, m in tile_maps.items():
+            if name not in maps:
+                maps[name] = np.zeros(plan.model_shape, np.float32)
+            maps[name][tuple(dst)] = m[tuple(src)]
+    return ImageMaps(maps=maps, voxel_size=plan.work_vs, plan=plan)

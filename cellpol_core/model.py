@@ -1,0 +1,304 @@
+"""Model folders: a trained CellPol model is a folder.
+
+Layout::
+
+    MODEL_DIR/
+        config.json        schema_version, architecture, structures, channels,
+                           voxel size, normalisation, patch size, target radii
+        thresholds.json    decoding thresholds (tau, d_min, d_max, delta)
+        weights_best.pt    state_dict with the best validation loss
+        weights_last.pt    state_dict after the last epoch (and resume state)
+        training_log.csv   one row per epoch
+        metrics.json       evaluation on the validation images
+
+Weights are plain ``state_dict`` tensors, loaded with
+``torch.load(weights_only=True)``, so opening a model never runs code.
+``--model NAME`` also finds the models bundled in ``resources/models/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .atomic import atomic_path, write_text_atomic
+from .errors import InputError
+
+SCHEMA_VERSION = 1
+CONFIG_FILE = "config.json"
+THRESHOLDS_FILE = "thresholds.json"
+WEIGHTS_BEST = "weights_best.pt"
+WEIGHTS_LAST = "weights_last.pt"
+TRAINING_LOG = "training_log.csv"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint_last.pt"
+
+
+@dataclass
+class Thresholds:
+    """Decoding parameters, per structure where it applies (start, end).
+
+    Attributes
+    ----------
+    tau : (float, float)
+        Heatmap peak thresholds.
+    d_min_um : (float, float)
+        Smallest distance between two peaks of one structure, in µm (pixels
+        for uncalibrated 2D models).
+    d_max_um : float
+        Longest start-end pair.
+    delta : float
+        Largest embedding difference of a pair.
+    source : str
+        ``"default"`` or ``"tuned"``.
+    """
+
+    tau: tuple = (0.5, 0.5)
+    d_min_um: tuple = (4.0, 2.0)
+    d_max_um: float = 14.0
+    delta: float = 2.0
+    source: str = "default"
+
+    def to_dict(self) -> dict:
+        return {"tau": list(map(float, self.tau)), "d_min_um": list(map(float, self.d_min_um)),
+                "d_max_um": float(self.d_max_um), "delta": float(self.delta),
+                "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict, *, path=None) -> "Thresholds":
+        try:
+            return cls(tau=tuple(float(v) for v in d["tau"]),
+                       d_min_um=tuple(float(v) for v in d["d_min_um"]),
+                       d_max_um=float(d["d_max_um"]), delta=float(d.get("delta", 2.0)),
+                       source=str(d.get("source", "default")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"broken thresholds ({type(exc).__name__}: {exc})", path) from None
+
+
+@dataclass
+class ModelConfig:
+    """What a model needs besides its weights (``config.json``).
+
+    Attributes
+    ----------
+    network : dict
+        Constructor arguments of :class:`~cellpol_core.network.CellPolNet`.
+    arch : str
+        Architecture preset name the network was built from.
+    structures : (str, str)
+        Start and end structure names.
+    channel_names : (str, str)
+        Names of the training images' start and end channels, for information
+        and for picking channels by name.
+    voxel_size : (float, float, float)
+        Training voxel size (z, y, x) in µm; (1, 1, 1) for pixel-unit 2D models.
+    spatial_dims : int
+        2 or 3.
+    patch_size : tuple of int
+        Training patch (Z, Y, X) or (Y, X).
+    radii : (float, float)
+        Target Gaussian radii of start and end structures (µm, or pixels).
+    normalisation : dict
+        ``{"method": "percentile", "low": 0.05, "high": 99.95}``.
+    preset : str
+        Structure-pair preset used for sizes (``"nucleus-golgi"``...).
+    """
+
+    network: dict
+    arch: str = "light"
+    structures: tuple = ("nucleus", "golgi")
+    channel_names: tuple = ("nucleus", "golgi")
+    voxel_size: tuple = (0.27, 0.666, 0.666)
+    spatial_dims: int = 3
+    patch_size: tuple = (64, 128, 128)
+    radii: tuple = (6.1, 3.2)
+    normalisation: dict = field(default_factory=lambda: {"method": "percentile", "low": 0.05,
+                                                         "high": 99.95})
+    preset: str = "nucleus-golgi"
+    schema_version: int = SCHEMA_VERSION
+    cellpol_version: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def embedding(self) -> bool:
+        """False for CtrDet models, which pair by distance."""
+        return bool(self.network.get("embedding", True))
+
+    def to_dict(self) -> dict:
+        from . import __version__
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "cellpol_version": self.cellpol_version or __version__,
+            "arch": self.arch,
+            "network": self.network,
+            "structures": list(self.structures),
+            "channel_names": list(self.channel_names),
+            "voxel_size_zyx_um": list(map(float, self.voxel_size)),
+            "spatial_dims": int(self.spatial_dims),
+            "patch_size_zyx": list(map(int, self.patch_size)),
+            "radii": list(map(float, self.radii)),
+            "normalisation": self.normalisation,
+            "preset": self.preset,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, *, path=None) -> "ModelConfig":
+        version = d.get("schema_version")
+        if not isinstance(version, int):
+            raise InputError("config.json has no integer schema_version", path)
+        if version > SCHEMA_VERSION:
+            raise InputError(f"model schema version {version} is newer than this CellPol "
+                             f"supports ({SCHEMA_VERSION}); update CellPol", path)
+        try:
+            return cls(
+                network=dict(d["network"]), arch=str(d.get("arch", "custom")),
+                structures=tuple(d["structures"]),
+                channel_names=tuple(d.get("channel_names", d["structures"])),
+                voxel_size=tuple(float(v) for v in d["voxel_size_zyx_um"]),
+                spatial_dims=int(d["spatial_dims"]),
+                patch_size=tuple(int(v) for v in d["patch_size_zyx"]),
+                radii=tuple(float(v) for v in d["radii"]),
+                normalisation=dict(d.get("normalisation", {})),
+                preset=str(d.get("preset", "")), schema_version=version,
+                cellpol_version=str(d.get("cellpol_version", "")), extra=dict(d.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"broken config.json ({type(exc).__name__}: {exc})", path) from None
+
+
+def find_model(name_or_path) -> Path:
+    """Resolve ``--model``: a model folder, or the name of a bundled model."""
+    from .resources import bundled_models_dir
+
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p
+    if p.exists():
+        raise InputError("is a file; a model is a folder holding config.json", p)
+    if len(p.parts) == 1:
+        bundled = bundled_models_dir() / str(name_or_path)
+        if bundled.is_dir():
+            return bundled
+        names = sorted(d.name for d in bundled_models_dir().glob("*") if (d / CONFIG_FILE).exists())
+        raise InputError(f"no model folder or bundled model of that name (bundled: "
+                         f"{', '.join(names) or 'none'})", name_or_path)
+    raise InputError("model folder not found", p)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"missing {path.name}; not a CellPol model folder", path.parent) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", path) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", path)
+    return data
+
+
+def read_config(model_dir) -> ModelConfig:
+    model_dir = Path(model_dir)
+    path = model_dir / CONFIG_FILE
+    return ModelConfig.from_dict(_read_json(path), path=path)
+
+
+def read_thresholds(model_dir) -> Thresholds:
+    """``thresholds.json``, or defaults when the model was never tuned."""
+    path = Path(model_dir) / THRESHOLDS_FILE
+    if not path.exists():
+        return Thresholds()
+    return Thresholds.from_dict(_read_json(path), path=path)
+
+
+def write_config(model_dir, config: ModelConfig):
+    write_text_atomic(Path(model_dir) / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def write_thresholds(model_dir, thresholds: Thresholds):
+    write_text_atomic(Path(model_dir) / THRESHOLDS_FILE,
+                      json.dumps(thresholds.to_dict(), indent=2) + "\n")
+
+
+def write_json(path, data: dict):
+    write_text_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
+
+
+def save_state(path, state: dict):
+    """Save a dict of tensors (and plain values) atomically with ``torch.save``."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path) -> dict:
+    """Load tensors saved by :func:`save_state`, never executing pickled code."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"missing {path.name}", path.parent)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise InputError(f"cannot load weights ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})", path) from None
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference."""
+
+    net: object
+    config: ModelConfig
+    thresholds: Thresholds
+    path: Path
+
+
+def build_net(config: ModelConfig):
+    from .network import CellPolNet
+
+    try:
+        return CellPolNet(**config.network)
+    except TypeError as exc:
+        raise InputError(f"config.json network arguments are invalid ({exc})") from None
+
+
+def load_model(name_or_path, *, weights="best", device="cpu") -> LoadedModel:
+    """Open a model folder (or bundled model name) for inference.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A model folder or the name of a bundled model.
+    weights : {"best", "last"}
+        Which weights file to load.
+    device : str or torch.device
+        Where to put the network.
+
+    Raises
+    ------
+    InputError
+        When the folder is missing, broken, or from a newer schema.
+    """
+    path = find_model(name_or_path)
+    config = read_config(path)
+    thresholds = read_thresholds(path)
+    net = build_net(config)
+    fname = WEIGHTS_BEST if weights == "best" else WEIGHTS_LAST
+    if weights == "best" and not (path / fname).exists() and (path / WEIGHTS_LAST).exists():
+        fname = WEIGHTS_LAST
+    state = load_state(path / fname)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"weights do not fit the network in config.json "
+                         f"({str(exc).splitlines()[0]})", path / fname) from None
+    net.eval()
+    net.to(device)
+    return LoadedModel(net=net, config=config, thresholds=thresholds, path=path)

@@ -1,0 +1,207 @@
+"""Threshold tuning: the long job behind ``cellpol tune``.
+
+The decoding parameters (per structure: heatmap threshold tau and peak
+distance d_min; plus the pair distance d_max) are chosen on validation images
+to maximise the vector F1 at evaluation level tau_L = 5, pooled over images.
+
+The network runs once per image (whole-image maps, stitched from tile
+interiors). Peaks are found once per image, structure and d_min at the lowest
+tau; a higher tau only drops weaker peaks and never changes which stronger
+peaks survive, so each tau is a filter on those. The search is coordinate-wise:
+the start structure's (tau, d_min) over the full grid with the end's fixed,
+then the end's, then d_max, repeated for ``rounds`` rounds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .jobs import CancelToken, ProgressEvent
+from .model import (METRICS_FILE, Thresholds, load_model, write_json, write_thresholds)
+from .vectors import VectorTable
+
+TAU_GRID = tuple(round(0.10 + 0.05 * i, 2) for i in range(18))  # 0.10 ... 0.95
+
+
+def _dmin_grid(radius) -> tuple:
+    return tuple(round(radius * f, 2) for f in (0.4, 0.55, 0.7, 0.85, 1.0, 1.2))
+
+
+class _ImageCache:
+    """Peaks per structure and d_min, and the maps of one validation image."""
+
+    def __init__(self, maps, gt_model: VectorTable, shape, tau_min):
+        self.maps = maps.maps
+        self.voxel_size = maps.voxel_size
+        self.gt = gt_model
+        self.shape = shape
+        self.tau_min = tau_min
+        self._peaks = {}
+
+    def peaks(self, role, d_min):
+        from .decode import find_peaks
+
+        key = (role, d_min)
+        if key not in self._peaks:
+            pts, vals = find_peaks(self.maps[f"heatmap_{role}"], threshold=self.tau_min,
+                                   min_distance_um=d_min, voxel_size=self.voxel_size)
+            emb = None
+            if f"embed_{role}" in self.maps:
+                idx = tuple(np.clip(np.round(pts[:, 3 - self.maps[f"embed_{role}"].ndim + k]), 0,
+                                    s - 1).astype(int)
+                            for k, s in enumerate(self.maps[f"embed_{role}"].shape))
+                emb = self.maps[f"embed_{role}"][idx]
+            self._peaks[key] = (pts, vals, emb)
+        return self._peaks[key]
+
+
+def _decode_cached(cache: _ImageCache, thr: Thresholds, names) -> VectorTable:
+    from .decode import pair_by_embedding
+    from .pairing import pair_by_distance
+
+    ps, vs_, es = cache.peaks("start", thr.d_min_um[0])
+    pe, ve, ee = cache.peaks("end", thr.d_min_um[1])
+    ks = vs_ > thr.tau[0]
+    ke = ve > thr.tau[1]
+    ps, vs_, pe, ve = ps[ks], vs_[ks], pe[ke], ve[ke]
+    if es is not None and ee is not None:
+        i, j = pair_by_embedding(ps, es[ks], pe, ee[ke], voxel_size=cache.voxel_size,
+                                 d_max=thr.d_max_um, delta=thr.delta)
+    else:
+        i, j = pair_by_distance(ps, pe, voxel_size=cache.voxel_size, d_max=thr.d_max_um)
+    ndim = len(cache.shape)
+    return VectorTable(ps[i], pe[j], (vs_[i] + ve[j]) / 2.0, names=names, ndim=ndim)
+
+
+def _score(caches, thr, names, *, level, levels, border_um):
+    from .evaluate import evaluate_vectors, pool_results
+
+    results = [evaluate_vectors(c.gt, _decode_cached(c, thr, names), voxel_size=c.voxel_size,
+                                shape=c.shape, border_um=border_um, levels=levels)
+               for c in caches]
+    pooled = pool_results(results)
+    f1 = pooled.f1(level)
+    return (-1.0 if f1 is None else f1), pooled
+
+
+def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=None,
+         voxel_size=None, level=5, levels=None, border_um=7.0, rounds=2, device="cpu",
+         write=True, cancel: Optional[CancelToken] = None):
+    """Choose decoding thresholds on validation images; write ``thresholds.json``.
+
+    A generator job returning ``(Thresholds, report)`` where ``report`` is a
+    dict with the chosen values, the F1 at ``level`` before and after, and the
+    evaluation table rows.
+
+    Parameters
+    ----------
+    model_dir : path or str
+        Model folder (or bundled model name).
+    images, vectors : sequences
+        Validation images (paths or CellImage) and their vector CSVs or tables.
+    channels, axes, voxel_size
+        As for reading images elsewhere.
+    level : int
+        Evaluation level whose vector F1 is maximised (default 5).
+    levels : str, optional
+        Level preset; default from the model's preset.
+    border_um : float
+        Border exclusion of the evaluation.
+    rounds : int
+        Rounds of the coordinate-wise search.
+    write : bool
+        Write ``thresholds.json`` and ``metrics.json`` into the model folder.
+    cancel : CancelToken, optional
+    """
+    from .infer import predict_maps
+    from .network import select_device
+    from .targets import get_preset
+    from .train import _load_pairs
+
+    dev = select_device(device)
+    model = load_model(model_dir, device=dev)
+    cfg = model.config
+    if not images:
+        raise InputError("no validation images given")
+    pairs = _load_pairs(images, vectors, channels=channels, structures=cfg.structures, axes=axes,
+                        voxel_size_override=voxel_size)
+    levels = levels or (cfg.preset if cfg.preset in ("nucleus-golgi", "cytoplasm-nucleus")
+                        else "nucleus-golgi")
+    caches = []
+    for k, (image, table, ch) in enumerate(pairs):
+        yield ProgressEvent("predict", k, len(pairs), message=str(image.path or k))
+        maps = yield from predict_maps(image, model, channels=ch, device=dev, cancel=cancel)
+        gt = maps.to_model_voxels(table)
+        caches.append(_ImageCache(maps, gt, maps.plan.model_shape, min(TAU_GRID)))
+    names = tuple(cfg.structures)
+    start_thr = model.thresholds
+    base_f1, _ = _score(caches, start_thr, names, level=level, levels=levels, border_um=border_um)
+    best = Thresholds(tau=tuple(start_thr.tau), d_min_um=tuple(start_thr.d_min_um),
+                      d_max_um=start_thr.d_max_um, delta=start_thr.delta, source="tuned")
+    best_f1, _ = _score(caches, best, names, level=level, levels=levels, border_um=border_um)
+    try:
+        d_max0 = get_preset(cfg.preset).d_max
+    except ValueError:
+        d_max0 = start_thr.d_max_um
+    grids = [_dmin_grid(cfg.radii[0]), _dmin_grid(cfg.radii[1])]
+    d_max_grid = tuple(round(d_max0 * f, 2) for f in (0.75, 0.9, 1.0, 1.15, 1.3))
+    total = rounds * (len(TAU_GRID) * (len(grids[0]) + len(grids[1])) + len(d_max_grid))
+    done = 0
+    for _ in range(rounds):
+        for role in (0, 1):
+            for d in grids[role]:
+                for tau in TAU_GRID:
+                    if cancel is not None:
+                        cancel.check()
+                    taus = list(best.tau)
+                    dmins = list(best.d_min_um)
+                    taus[role], dmins[role] = tau, d
+                    cand = Thresholds(tau=tuple(taus), d_min_um=tuple(dmins),
+                                      d_max_um=best.d_max_um, delta=best.delta, source="tuned")
+                    f1, _ = _score(caches, cand, names, level=level, levels=levels,
+                                   border_um=border_um)
+                    if f1 > best_f1 + 1e-12:
+                        best, best_f1 = cand, f1
+                    done += 1
+                yield ProgressEvent("tune", done, total, message=f"F1@{level} {best_f1:.3f}")
+        for dm in d_max_grid:
+            cand = Thresholds(tau=best.tau, d_min_um=best.d_min_um, d_max_um=dm,
+                              delta=best.delta, source="tuned")
+            f1, _ = _score(caches, cand, names, level=level, levels=levels, border_um=border_um)
+            if f1 > best_f1 + 1e-12:
+                best, best_f1 = cand, f1
+            done += 1
+        yield ProgressEvent("tune", done, total, message=f"F1@{level} {best_f1:.3f}")
+    _, pooled = _score(caches, best, names, level=level, levels=levels, border_um=border_um)
+    report = {
+        "level": level, "levels": levels, "f1_before": base_f1, "f1_after": best_f1,
+        "thresholds": best.to_dict(), "n_images": len(caches),
+        "table": pooled.rows(),
+    }
+    if write:
+        write_thresholds(model.path, best)
+        write_json(Path(model.path) / METRICS_FILE, report)
+    return best, report
+
+
+def format_report(report: dict) -> str:
+    """A short human-readable tuning report."""
+    t = report["thresholds"]
+    lv = report["level"]
+    row = next((r for r in report["table"] if r["level"] == lv), {})
+    lines = [
+        f"tuned on {report['n_images']} image(s), maximising vector F1 at level {lv}",
+        f"  tau start/end   {t['tau'][0]:.2f} / {t['tau'][1]:.2f}",
+        f"  d_min start/end {t['d_min_um'][0]:.2f} / {t['d_min_um'][1]:.2f}",
+        f"  d_max           {t['d_max_um']:.2f}",
+        f"  F1 before {report['f1_before']:.3f}  after {report['f1_after']:.3f}"
+        + (f"  (TPR {row.get('tpr')}, FDR {row.get('fdr')})" if row else ""),
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["tune", "format_report", "TAU_GRID"]
