@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import InputError
 from .jobs import CancelToken, ProgressEvent
+from .resample import coord_scale, needs_resampling, resampled_shape
 from .vectors import VectorTable
 
 DEFAULT_TILE_3D = (64, 192, 192)
@@ -103,13 +104,6 @@ def plan_tiles(shape, *, tile, overlap, multiple) -> tuple:
     return tuple(sizes), origins, interiors
 
 
-def _coord_scale(src_shape, dst_shape) -> np.ndarray:
-    # scipy.ndimage.zoom aligns the corner voxels: dst = src * (D - 1) / (S - 1).
-    s = np.asarray(src_shape, float)
-    d = np.asarray(dst_shape, float)
-    return np.where(s > 1, (d - 1) / np.maximum(s - 1, 1), 1.0)
-
-
 class TileReader:
     """Reads normalised (2, *tile) model-space tiles from a source image.
 
@@ -134,7 +128,7 @@ class TileReader:
         self.src_shape = tuple(int(s) for s in data.shape[1:])
         self.model_shape = tuple(int(s) for s in model_shape)
         self.resampled = self.src_shape != self.model_shape
-        self.to_model = _coord_scale(self.src_shape, self.model_shape)
+        self.to_model = coord_scale(self.src_shape, self.model_shape)
         self.rng = np.random.default_rng(seed)
         self.t_read = 0.0
         self.t_norm = 0.0
@@ -231,7 +225,6 @@ class _Plan:
 
 def _plan(image, model, *, channels, tile, overlap, timings) -> _Plan:
     from .image import resolve_channels
-    from .train import needs_resampling
 
     cfg = model.config
     dims = image.ndim
@@ -249,8 +242,7 @@ def _plan(image, model, *, channels, tile, overlap, timings) -> _Plan:
     model_vs = np.asarray(cfg.voxel_size, float)
     src_shape = np.asarray(image.spatial_shape)
     if needs_resampling(np.asarray(src_vs)[-dims:], model_vs[-dims:]):
-        factors = np.asarray(src_vs, float)[-dims:] / model_vs[-dims:]
-        model_shape = tuple(int(max(1, round(s * f))) for s, f in zip(src_shape, factors))
+        model_shape = resampled_shape(src_shape, np.asarray(src_vs)[-dims:], model_vs[-dims:])
         work_vs = tuple(float(v) for v in model_vs)
     else:
         model_shape = tuple(int(s) for s in src_shape)

@@ -39,6 +39,7 @@ from .jobs import CancelToken, ProgressEvent
 from .model import (CHECKPOINT_FILE, TRAINING_LOG, WEIGHTS_BEST, WEIGHTS_LAST, ModelConfig,
                     Thresholds, load_model, load_state, read_config, save_state, write_config,
                     write_thresholds)
+from .resample import coord_scale, needs_resampling, resample_channels, resampled_shape
 from .vectors import VectorTable
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "hm_start", "hm_end", "pull", "push", "lr",
@@ -70,22 +71,6 @@ class TrainingImage:
 
 # ----------------------------------------------------------------------------- data
 
-def needs_resampling(source_vs, target_vs, *, tolerance=0.10) -> bool:
-    """True when any axis differs by more than ``tolerance`` (relative)."""
-    s = np.asarray(source_vs, float)
-    t = np.asarray(target_vs, float)
-    return bool(np.any(np.abs(s - t) > tolerance * t))
-
-
-def resample(data, *, factors, order=1):
-    """Zoom the spatial axes of a (C, ...) array by per-axis ``factors``."""
-    from scipy import ndimage as ndi
-
-    if np.allclose(factors, 1.0):
-        return data
-    return np.stack([ndi.zoom(np.asarray(c, np.float32), factors, order=order) for c in data])
-
-
 def prepare_image(image, vectors: VectorTable, *, channels, voxel_size, name="") -> TrainingImage:
     """Normalise the two channels of ``image`` and bring it to ``voxel_size``.
 
@@ -107,10 +92,10 @@ def prepare_image(image, vectors: VectorTable, *, channels, voxel_size, name="")
     src_vs = image.voxel_size or (1.0, 1.0, 1.0)
     dims = image.ndim
     if needs_resampling(src_vs[-dims:], voxel_size[-dims:]):
-        factors = np.asarray(src_vs[-dims:], float) / np.asarray(voxel_size[-dims:], float)
-        data = resample(data, factors=factors)
+        shape = resampled_shape(image.spatial_shape, src_vs[-dims:], voxel_size[-dims:])
+        data = resample_channels(data, shape)
         scale = np.ones(3)
-        scale[-dims:] = np.asarray(data.shape[1:]) / np.asarray(image.spatial_shape)
+        scale[-dims:] = coord_scale(image.spatial_shape, shape)
         vectors = VectorTable(vectors.start * scale, vectors.end * scale, vectors.score,
                               names=vectors.names, ndim=vectors.ndim)
     return TrainingImage(data, vectors, name)
@@ -309,7 +294,8 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
           val_vectors: Sequence = (), val_fraction=0.1, arch="light", epochs=50,
           patch_size=None, batch_size=2, lr=1e-3, steps_per_epoch=None, init=None,
           device="auto", seed=0, resume=False, preset="nucleus-golgi", channels=None,
-          structures=None, axes=None, voxel_size=None, weighting="balanced", augment_p=0.5,
+          structures=None, axes=None, voxel_size=None, model_voxel_size=None,
+          weighting="balanced", augment_p=0.5,
           pair_bias=0.8, alpha=1.0, beta=1.0, delta=2.0, plateau_patience=10, num_threads=None,
           cancel: Optional[CancelToken] = None):
     """Train (or fine-tune, or resume) a CellPol model into a model folder.
@@ -357,6 +343,10 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
         Axes override for reading images.
     voxel_size : tuple of 3 floats, optional
         (z, y, x) µm override for all images.
+    model_voxel_size : tuple of 3 floats, optional
+        (z, y, x) µm the model works at; images are resampled to it, here and
+        at prediction. Default: the first training image's voxel size. A
+        coarser size trades detail for speed.
     weighting : {"balanced", "reference"}
         Heatmap loss weights.
     augment_p : float
@@ -400,7 +390,7 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
         init_state = {k: v.detach().cpu() for k, v in base.net.state_dict().items()}
     else:
         net0 = build_network(arch, in_channels=2, spatial_dims=dims)
-        model_vs = train_src[0][0].voxel_size or (1.0, 1.0, 1.0)
+        model_vs = model_voxel_size or train_src[0][0].voxel_size or (1.0, 1.0, 1.0)
         if dims == 2:
             model_vs = (1.0,) + tuple(model_vs[-2:])
         config = ModelConfig(network=net0.config(), arch=arch, structures=structures,

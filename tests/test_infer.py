@@ -242,3 +242,17 @@ def test_train_tune_predict_evaluate_cli(tmp_path, capsys):
     assert len({tp + fn for tp, _, fn in counts}) == 1
     assert all(a[0] >= b[0] for a, b in zip(counts, counts[1:]))
     assert counts[0][0] + counts[0][1] <= len(table)
+
+
+def test_resample_helpers_agree():
+    from cellpol_core.resample import coord_scale, resample_channels, resampled_shape
+
+    shape = resampled_shape((10, 41, 61), (1.0, 0.5, 0.5), (1.0, 1.0, 1.0))
+    assert shape == (10, 20, 30)  # 20.5 rounds half to even
+    z, y, x = np.meshgrid(*[np.arange(n) for n in (10, 41, 61)], indexing="ij")
+    data = np.exp(-((z - 5) ** 2 + (y - 20) ** 2 + (x - 40) ** 2) / 8.0)[None].astype(np.float32)
+    out = resample_channels(data, shape)
+    assert out.shape == (1,) + shape
+    peak = np.unravel_index(np.argmax(out[0]), shape)
+    expected = np.array([5, 20, 40]) * coord_scale((10, 41, 61), shape)
+    assert np.allclose(peak, np.round(expected), atol=1)

@@ -64,6 +64,9 @@ def register(sub):
                                                    "ctrdet-light, ctrdet-paper")
     p.add_argument("--preset", default="nucleus-golgi",
                    help="structure sizes: nucleus-golgi (µm) or cytoplasm-nucleus (px)")
+    p.add_argument("--model-voxel-size", nargs="+", type=float, metavar="UM",
+                   help="voxel size X Y Z (2D: X Y) in µm the model works at; images are "
+                        "resampled to it (default: the first image's)")
     p.add_argument("--init", metavar="MODEL", help="fine-tune from this model folder or name")
     p.add_argument("--resume", action="store_true", help="continue from MODEL_DIR's checkpoint")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -87,6 +90,14 @@ def _patch(args):
     raise InputError("--patch takes X Y Z (or X Y in 2D)")
 
 
+def _model_voxel_size(args):
+    if not args.model_voxel_size:
+        return None
+    from types import SimpleNamespace
+
+    return voxel_size_from_args(SimpleNamespace(voxel_size=args.model_voxel_size))
+
+
 def run(args) -> int:
     from ..train import train
 
@@ -104,7 +115,8 @@ def run(args) -> int:
                 lr=args.lr, steps_per_epoch=args.steps_per_epoch, init=args.init,
                 device=args.device, seed=args.seed, resume=args.resume, preset=args.preset,
                 channels=args.channels, structures=args.structures, axes=args.axes,
-                voxel_size=voxel_size_from_args(args))
+                voxel_size=voxel_size_from_args(args),
+                model_voxel_size=_model_voxel_size(args))
     epochs_done = []
     device_seen = []
 

@@ -1,0 +1,42 @@
+"""Resampling between an image's voxel size and a model's.
+
+Both directions use the same corner-aligned mapping as
+``scipy.ndimage.zoom``: voxel 0 stays at 0 and the last voxel stays last, so a
+point moves by ``(D - 1) / (S - 1)`` from a size-S axis to a size-D axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def needs_resampling(source_vs, target_vs, *, tolerance=0.10) -> bool:
+    """True when any axis differs by more than ``tolerance`` (relative)."""
+    s = np.asarray(source_vs, float)
+    t = np.asarray(target_vs, float)
+    return bool(np.any(np.abs(s - t) > tolerance * t))
+
+
+def coord_scale(src_shape, dst_shape) -> np.ndarray:
+    """Per-axis factor taking coordinates on a ``src_shape`` grid to a ``dst_shape`` grid."""
+    s = np.asarray(src_shape, float)
+    d = np.asarray(dst_shape, float)
+    return np.where(s > 1, (d - 1) / np.maximum(s - 1, 1), 1.0)
+
+
+def resampled_shape(shape, source_vs, target_vs) -> tuple:
+    """Shape of an image of ``shape`` voxels of ``source_vs`` µm at ``target_vs`` µm."""
+    f = np.asarray(source_vs, float) / np.asarray(target_vs, float)
+    return tuple(int(max(1, round(s * k))) for s, k in zip(shape, f))
+
+
+def resample_channels(data, shape) -> np.ndarray:
+    """Linearly resample the spatial axes of a (C, ...) array to ``shape`` (float32)."""
+    from scipy import ndimage as ndi
+
+    shape = tuple(int(s) for s in shape)
+    if tuple(data.shape[1:]) == shape:
+        return np.asarray(data, np.float32)
+    factors = [d / s for d, s in zip(shape, data.shape[1:])]
+    return np.stack([ndi.zoom(np.asarray(c, np.float32), factors, order=1)
+                     for c in data])
