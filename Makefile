@@ -23,5 +23,9 @@ test: $(STAMP)
 demo-data: $(STAMP)
 	$(BIN)/python scripts/make_demo_data.py
 
+# Retrains resources/models/demo on the CPU (about an hour); CI does not run it.
+demo-model: $(STAMP)
+	$(BIN)/python scripts/train_demo_model.py
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info
