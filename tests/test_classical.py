@@ -70,3 +70,21 @@ def test_predict_otsu_2d():
     t = predict_otsu(img[:, 8], channels=(0, 1), d_max=14, min_size_um=(10, 2))
     assert t.ndim == 2 and len(t) == 2
     assert np.all(t.start[:, 0] == 0)
+
+
+HUVEC = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "huvec_ecs.tif"
+
+
+@pytest.mark.skipif(not HUVEC.exists(), reason="shared real image not available")
+def test_otsu_on_real_huvec_image(tmp_path):
+    """The real 2D HUVEC image: about 8 whole cells, nuclei in channel 2, Golgi in channel 0."""
+    from cellpol_core.cli import main
+    from cellpol_core.vectors import read_vectors
+
+    assert main(["predict", str(HUVEC), "--method", "otsu", "--channels", "2", "0",
+                 "-o", str(tmp_path)]) == 0
+    t = read_vectors(tmp_path / "huvec_ecs_vectors.csv")
+    assert t.ndim == 2
+    assert 5 <= len(t) <= 16
+    length_um = np.linalg.norm((t.end - t.start) * [1.0, 0.4151, 0.4151], axis=1)
+    assert np.all(length_um <= 14.0) and np.median(length_um) > 2.0
