@@ -503,10 +503,11 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
             done = epoch * steps_per_epoch + step + 1
             elapsed = time.perf_counter() - t_start
             per_step = elapsed / max(done - start_epoch * steps_per_epoch, 1)
+            mean_loss = sums["loss"] / (step + 1)
             yield ProgressEvent("train", done, epochs * steps_per_epoch,
-                                message=f"epoch {epoch + 1}/{epochs} loss {sums["loss"] / (step + 1):.4f}",
-                                data={"epoch": epoch + 1, "step": step + 1, "loss": float(loss.detach()),
-                                      "device": desc,
+                                message=f"epoch {epoch + 1}/{epochs} loss {mean_loss:.4f}",
+                                data={"epoch": epoch + 1, "step": step + 1,
+                                      "loss": float(loss.detach()), "device": desc,
                                       "eta_s": per_step * (epochs * steps_per_epoch - done)})
         train_loss = sums["loss"] / steps_per_epoch
         val_loss = _validation_loss(net, loss_fn, val_set, vs, radii, weighting, to_dev, dev,
