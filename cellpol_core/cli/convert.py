@@ -1,4 +1,4 @@
-"""``cellpol convert``: between the CellPol and VectorAnnotationTool vector CSVs."""
+"""``cellpol convert``: between vector formats (CellPol, VAT, napari, Polarity-JaM)."""
 
 from __future__ import annotations
 
@@ -11,29 +11,73 @@ from .common import voxel_size_from_args
 
 def register(sub):
     p = sub.add_parser(
-        "convert", help="convert vector CSVs (CellPol <-> VectorAnnotationTool)",
-        description="Read a CellPol or VectorAnnotationTool CSV (detected automatically) and "
-                    "write it in the chosen format.")
-    p.add_argument("input", metavar="IN", help="input CSV")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output CSV")
-    p.add_argument("--to", choices=["cellpol", "vat"], default="cellpol",
+        "convert", help="convert vector CSVs (CellPol, VectorAnnotationTool, napari, Polarity-JaM)",
+        description="Read vectors and write them in the chosen format. Input: a CellPol, "
+                    "VectorAnnotationTool or Polarity-JaM CSV (detected automatically), or two "
+                    "napari points CSVs (start and end structure, paired by pair_id). Output "
+                    "--to napari writes OUT_<start>.csv and OUT_<end>.csv (index,axis-0,axis-1,"
+                    "axis-2,pair_id in voxels, z y x order); --to polarityjam writes a 2D table "
+                    "nuc_X,nuc_Y,organelle_X,organelle_Y,organelle_orientation_rad/deg in pixels.")
+    p.add_argument("input", nargs="+", metavar="IN",
+                   help="input CSV (two files for napari input: start points, end points)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output CSV (for napari: the stem of the two files)")
+    p.add_argument("--to", choices=["cellpol", "vat", "napari", "polarityjam"], default="cellpol",
                    help="output format (default cellpol)")
+    p.add_argument("--from", dest="source_format",
+                   choices=["auto", "cellpol", "vat", "napari", "polarityjam"], default="auto",
+                   help="input format (default auto: napari for two files, else from the header)")
     p.add_argument("--voxel-size", nargs="+", type=float, metavar="UM",
                    help="X Y Z µm; adds µm columns, length and angles to a CellPol CSV")
     p.add_argument("--structures", nargs=2, metavar=("START", "END"),
                    help="structure names: which columns to read from a CellPol CSV, or the names "
-                        "to give a VectorAnnotationTool CSV (default: as found, nucleus golgi for VAT)")
+                        "to give a VectorAnnotationTool, napari or Polarity-JaM input "
+                        "(default: as found, nucleus golgi for VAT/Polarity-JaM)")
     p.set_defaults(func=run)
 
 
+def _read(args):
+    from ..export import is_polarityjam_csv, read_napari_vectors, read_polarityjam
+
+    inputs = [Path(p) for p in args.input]
+    fmt = args.source_format
+    if fmt == "auto":
+        if len(inputs) == 2:
+            fmt = "napari"
+        elif inputs[0].is_file() and is_polarityjam_csv(inputs[0]):
+            fmt = "polarityjam"
+        else:
+            fmt = "cellpol"
+    if fmt == "napari":
+        if len(inputs) != 2:
+            raise InputError("napari input needs two files: the start and the end points CSV")
+        return read_napari_vectors(inputs[0], inputs[1], names=args.structures), inputs[0]
+    if len(inputs) != 1:
+        raise InputError(f"{fmt} input is one file, got {len(inputs)}")
+    if fmt == "polarityjam":
+        kwargs = {"names": tuple(args.structures)} if args.structures else {}
+        return read_polarityjam(inputs[0], **kwargs), inputs[0]
+    return read_vectors(inputs[0], structures=args.structures), inputs[0]
+
+
 def run(args) -> int:
-    src = Path(args.input)
-    table = read_vectors(src, structures=args.structures)
+    table, src = _read(args)
     if args.to == "vat":
         if table.ndim != 3:
             raise InputError("the VectorAnnotationTool format is 3D; this table is 2D", src)
         write_vat(args.output, table)
+        written = [args.output]
+    elif args.to == "napari":
+        from ..export import write_napari_points
+
+        written = write_napari_points(args.output, table)
+    elif args.to == "polarityjam":
+        from ..export import write_polarityjam
+
+        write_polarityjam(args.output, table)
+        written = [args.output]
     else:
         write_vectors(args.output, table, voxel_size=voxel_size_from_args(args))
-    print(f"{len(table)} vectors -> {args.output}")
+        written = [args.output]
+    print(f"{len(table)} vectors -> {', '.join(map(str, written))}")
     return 0

@@ -32,6 +32,9 @@ def register(sub):
                    help="skip images whose output CSV exists (resume a batch run)")
     p.add_argument("--min-size", nargs=2, type=float, default=[20.0, 2.0], metavar=("START", "END"),
                    help="otsu: smallest start/end components in µm³ (µm² in 2D); default 20 2")
+    p.add_argument("--manifest", metavar="CSV",
+                   help="conditions manifest (image,condition[,reference_deg]): after predicting, "
+                        "run `cellpol stats` on the written CSVs into OUTDIR")
     add_image_flags(p)
     p.set_defaults(func=run)
 
@@ -46,6 +49,14 @@ def run(args) -> int:
                          "or --method otsu")
     if method == "model" and not args.model:
         raise InputError("--method model needs --model MODEL_DIR|NAME")
+    if getattr(args, "manifest", None):  # check it before a long prediction, not after
+        from ..analysis import read_manifest, vector_name
+
+        entries = read_manifest(args.manifest)
+        unknown = [p.name for p in paths if vector_name(p).casefold() not in entries]
+        if unknown:
+            raise InputError(f"image(s) not in the manifest: {', '.join(unknown[:5])}",
+                             args.manifest)
     job = predict_files(
         paths, outdir=args.output, method=method, model=args.model if method == "model" else None,
         channels=args.channels, structures=args.structures, voxel_size=voxel_size_from_args(args),
@@ -55,4 +66,13 @@ def run(args) -> int:
         written = run_job(job, bar)
     for path in written:
         print(path, file=sys.stdout)
+    if getattr(args, "manifest", None):
+        from ..analysis import analyse
+        from .stats import markdown_tables
+
+        job = analyse(written, manifest=args.manifest, voxel_size=voxel_size_from_args(args),
+                      outdir=args.output, structures=args.structures)
+        with ProgressBar() as bar:
+            summary = run_job(job, bar)
+        print(markdown_tables(summary), file=sys.stdout)
     return 0

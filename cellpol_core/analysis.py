@@ -1,0 +1,574 @@
+"""Batch polarity analysis: per-image and per-condition statistics, plots, comparisons.
+
+:func:`analyse` is the long job behind ``cellpol stats`` (and ``cellpol
+predict --manifest``). For vector CSVs (CellPol or VectorAnnotationTool) it
+writes into OUTDIR:
+
+``summary_per_image.csv``
+    One row per image: :data:`IMAGE_COLUMNS`.
+``summary_per_condition.csv``
+    One row per condition, the vectors of all its images pooled (each image
+    first turned into its own reference frame): :data:`CONDITION_COLUMNS`.
+``condition_comparison.csv``
+    With two or more conditions, one row per pair of conditions: the
+    Watson–Williams and permutation tests of equal mean direction
+    (:data:`COMPARISON_COLUMNS`).
+``conditions_rose.<fmt>`` and ``plots/``
+    One rose per condition side by side; per condition and per image, roses
+    on the xy/yz/xz planes, and per condition a polar scatter.
+``.cache/<image>.json``
+    Per-image results; an image whose CSV and settings did not change is not
+    computed again (resuming an interrupted or extended batch).
+
+Statistics and angle conventions are those of :mod:`cellpol_core.polarity`:
+``mean_azimuth_deg`` is the mean angle in the chosen plane (default xy: 0 =
++x, 90 = up on screen), relative to the reference when there is one;
+``mean_dir_x/y/z`` is the 3D mean direction (y pointing down on screen, in
+the reference frame when there is a reference); cells that do not apply are
+empty.
+
+Voxel size of a CSV: from its µm columns (``<name>_x_um`` / ``<name>_x``)
+when present, else the ``voxel_size`` argument; 3D vectors with neither are an
+error, 2D vectors are then measured in pixels.
+
+Manifest CSV (conditions and per-image references): columns ``image`` (file
+name or stem; matched to the vector CSV name without ``.csv``, ``_vectors``
+and image extensions, ignoring case), ``condition`` and optionally
+``reference_deg`` (an azimuth) or ``reference_x,reference_y,reference_z`` (a
+vector, y pointing down). An empty reference falls back to the global one.
+Without a manifest every image belongs to the condition ``all``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .atomic import write_text_atomic
+from .errors import InputError
+from .jobs import CancelToken, ProgressEvent
+from .polarity import (PLANES, SUMMARY_STAT_COLUMNS, PolarityData, compare_samples,
+                       plane_angle_deg, polarity_data, reference_unit_vector, summarise)
+from .vectors import VectorTable, read_vectors
+
+IMAGE_COLUMNS = ["name", "condition", "reference_azimuth_deg", "reference_elevation_deg",
+                 *SUMMARY_STAT_COLUMNS, "voxel_size_um", "source"]
+CONDITION_COLUMNS = ["name", "n_images", "reference_azimuth_deg", "reference_elevation_deg",
+                     *SUMMARY_STAT_COLUMNS]
+COMPARISON_COLUMNS = ["condition_a", "condition_b", "plane", "n_a", "n_b", "mean_a_deg",
+                      "mean_b_deg", "mean_difference_deg", "ww_F", "ww_df1", "ww_df2", "ww_p",
+                      "ww_kappa", "ww_assumptions_met", "ww_note", "perm_stat", "perm_p",
+                      "perm_permutations", "perm3d_stat", "perm3d_p"]
+OUTPUT_NAMES = ("summary_per_image.csv", "summary_per_condition.csv", "condition_comparison.csv")
+DEFAULT_CONDITION = "all"
+_CACHE_VERSION = 1
+_IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".lsm", ".czi", ".nd2", ".png")
+
+
+@dataclass
+class AnalysisSummary:
+    """What :func:`analyse` returns.
+
+    Attributes
+    ----------
+    per_image, per_condition, comparisons : list of dict
+        The rows of the three tables (values as numbers, None where empty).
+    files : list of Path
+        Written tables and figures.
+    cache_hits : int
+        Images whose results came from the cache.
+    outdir : Path
+        The output folder.
+    unmatched : list of str
+        Manifest images without a vector CSV among the inputs (left out).
+    """
+
+    per_image: list
+    per_condition: list
+    comparisons: list
+    files: list = field(default_factory=list)
+    cache_hits: int = 0
+    outdir: Optional[Path] = None
+    unmatched: list = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- names and inputs
+
+def vector_name(path) -> str:
+    """The image name of a vector CSV: ``a/img_vectors.csv`` -> ``img``."""
+    name = Path(str(path).strip()).name
+    for suffix in (".csv",):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.lower().endswith("_vectors"):
+        name = name[: -len("_vectors")]
+    for suffix in _IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name
+
+
+def expand_vector_inputs(paths) -> list:
+    """Files as given; folders give their ``*_vectors.csv`` files (else all ``*.csv``).
+
+    This module's own outputs (``summary_*.csv``, ...) are never taken from a folder.
+    """
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            csvs = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".csv"
+                          and f.name not in OUTPUT_NAMES)
+            vec = [f for f in csvs if f.name.lower().endswith("_vectors.csv")]
+            out.extend(vec or csvs)
+        else:
+            out.append(p)
+    return out
+
+
+def _safe_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed"
+
+
+# ----------------------------------------------------------------------------- manifest
+
+@dataclass
+class ManifestEntry:
+    """One manifest row."""
+
+    image: str
+    condition: str
+    reference: Optional[np.ndarray] = None
+    line: int = 0
+
+
+def read_manifest(path) -> dict:
+    """Read a conditions manifest (see the module docstring).
+
+    Returns
+    -------
+    dict
+        Case-folded image name -> :class:`ManifestEntry`, in file order.
+
+    Raises
+    ------
+    InputError
+        Missing file or columns, empty image/condition, duplicate images,
+        bad numbers, or a row with both kinds of reference.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("manifest not found", path)
+    if path.is_dir():
+        raise InputError("is a folder, expected a manifest CSV", path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("manifest is not a text CSV file", path) from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if not rows:
+        raise InputError("manifest is empty; expected columns image,condition", path)
+    header = [c.strip().lower() for c in rows[0]]
+    col = {c: i for i, c in enumerate(header)}
+    missing = [c for c in ("image", "condition") if c not in col]
+    if missing:
+        raise InputError(f"manifest lacks column(s) {', '.join(missing)}; header is "
+                         + ",".join(rows[0]), path)
+    vec_cols = ["reference_x", "reference_y", "reference_z"]
+    has_vec = [c in col for c in vec_cols]
+    if any(has_vec) and not all(has_vec):
+        raise InputError("manifest needs all of reference_x,reference_y,reference_z", path)
+    entries = {}
+    for line, row in enumerate(rows[1:], start=2):
+        row = [c.strip() for c in row] + [""] * (len(header) - len(row))
+        image, condition = row[col["image"]], row[col["condition"]]
+        if not image:
+            raise InputError(f"line {line}: empty image name", path)
+        if not condition:
+            raise InputError(f"line {line}: empty condition for {image}", path)
+        deg = row[col["reference_deg"]] if "reference_deg" in col else ""
+        vec = [row[col[c]] for c in vec_cols] if all(has_vec) else ["", "", ""]
+        if deg and any(vec):
+            raise InputError(f"line {line}: give reference_deg or reference_x/y/z, not both", path)
+        reference = None
+        try:
+            if deg:
+                reference = reference_unit_vector(reference_deg=_manifest_number(deg, path, line))
+            elif any(vec):
+                if not all(vec):
+                    raise InputError(f"line {line}: reference_x, reference_y and reference_z "
+                                     "must all be filled", path)
+                reference = reference_unit_vector(
+                    reference_vector=[_manifest_number(v, path, line) for v in vec])
+        except InputError as exc:
+            if exc.path:
+                raise
+            raise InputError(f"line {line}: {exc}", path) from None
+        key = vector_name(image).casefold()
+        if key in entries:
+            raise InputError(f"line {line}: image {image} is listed twice "
+                             f"(also line {entries[key].line})", path)
+        entries[key] = ManifestEntry(image, condition, reference, line)
+    if not entries:
+        raise InputError("manifest has no rows", path)
+    return entries
+
+
+def _manifest_number(text, path, line) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise InputError(f"line {line}: not a number: {text!r}", path) from None
+    if not math.isfinite(v):
+        raise InputError(f"line {line}: expected a finite number, got {text}", path)
+    return v
+
+
+# ----------------------------------------------------------------------------- voxel size
+
+def voxel_size_from_table(table: VectorTable) -> Optional[tuple]:
+    """(z, y, x) µm derived from a CSV's ``<name>_<axis>_um`` columns, or None.
+
+    Each axis is the least-squares ratio of µm to voxel coordinates over both
+    structures. An axis whose voxel coordinates are all 0 (the z of a single
+    plane) gets 1.0, as it does not affect any length or angle.
+    """
+    if len(table) == 0:
+        return None
+    axes = "zyx" if table.ndim == 3 else "yx"
+    out = {"z": 1.0}
+    for k, a in enumerate(axes):
+        idx = "zyx".index(a)
+        num = den = 0.0
+        found = False
+        for name, pts in zip(table.names, (table.start, table.end)):
+            col = table.extra.get(f"{name}_{a}_um")
+            if col is None or np.asarray(col).dtype == object:
+                continue
+            found = True
+            c = pts[:, idx]
+            um = np.asarray(col, dtype=np.float64)
+            num += float(np.sum(c * um))
+            den += float(np.sum(c * c))
+        if not found:
+            return None
+        if den == 0:
+            if a in "xy":
+                return None
+            continue
+        ratio = num / den
+        if not math.isfinite(ratio) or ratio <= 0:
+            return None
+        out[a] = float(f"{ratio:.6g}")  # the CSV holds 4 decimals; more digits are noise
+    return (out["z"], out["y"], out["x"])
+
+
+def _resolve_voxel_size(table, path, voxel_size):
+    vs = voxel_size_from_table(table)
+    if vs is not None:
+        return vs, "csv"
+    if voxel_size is not None:
+        return tuple(float(v) for v in voxel_size), "argument"
+    if table.ndim == 3 and len(table):
+        raise InputError("3D vectors without µm columns: the voxel size is unknown; pass "
+                         "--voxel-size X Y Z", path)
+    return (1.0, 1.0, 1.0), "pixels"
+
+
+# ----------------------------------------------------------------------------- output helpers
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return ""
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{float(v):.6g}"
+    return str(v)
+
+
+def write_table(path, columns, rows):
+    """Write dict rows as a CSV with exactly ``columns`` (atomically)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_fmt(r.get(c)) for c in columns])
+    write_text_atomic(path, buf.getvalue())
+
+
+def _reference_columns(reference) -> dict:
+    if reference is None:
+        return {"reference_azimuth_deg": None, "reference_elevation_deg": None}
+    az = plane_angle_deg(reference, "xy")
+    el = math.degrees(math.asin(max(-1.0, min(1.0, float(reference[2])))))
+    return {"reference_azimuth_deg": None if math.isnan(az) else az,
+            "reference_elevation_deg": el}
+
+
+def _settings_key(source: Path, settings: dict) -> str:
+    h = hashlib.sha256()
+    with open(source, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- the job
+
+def analyse(vector_csvs: Sequence, *, voxel_size=None, manifest=None, reference_deg=None,
+            reference_vector=None, outdir, plane="xy", n_bootstrap=1000, n_permutations=9999,
+            seed=0, confidence=0.95, plot_format="png", plots=True, skip_existing=True,
+            structures=None, cancel: Optional[CancelToken] = None):
+    """Polarity statistics for a batch of vector CSVs (a generator job).
+
+    Yields :class:`~cellpol_core.jobs.ProgressEvent` (stage ``"analyse"`` once
+    per image, with ``data["cached"]`` telling whether the image came from the
+    cache; stage ``"summary"`` per condition) and returns an
+    :class:`AnalysisSummary`. See the module docstring for the outputs.
+
+    Parameters
+    ----------
+    vector_csvs : sequence of path
+        Vector CSVs, or folders of them.
+    voxel_size : tuple of 3 floats, optional
+        (z, y, x) µm for CSVs without µm columns.
+    manifest : path, optional
+        Conditions manifest CSV.
+    reference_deg : float, optional
+        Global reference azimuth in degrees (0 = +x, 90 = up on screen).
+    reference_vector : sequence of 3 floats, optional
+        Global reference (x, y, z) vector, y pointing down. Not with
+        ``reference_deg``. A manifest's per-image reference takes precedence.
+    outdir : path
+        Output folder, created if needed.
+    plane : {"xy", "yz", "xz"}
+        Plane of the circular statistics (2D data: xy only).
+    n_bootstrap : int
+        Bootstrap resamples for the confidence intervals.
+    n_permutations : int
+        Relabellings of the permutation test between conditions.
+    seed : int
+        Seed of the bootstrap and permutation tests.
+    confidence : float
+        Confidence level of the intervals.
+    plot_format : {"png", "svg", "pdf"}
+        Figure format.
+    plots : bool
+        Write figures.
+    skip_existing : bool
+        Reuse cached per-image results whose CSV and settings did not change.
+    structures : (str, str), optional
+        Which structures to read from CellPol CSVs (default: the first two).
+    cancel : CancelToken, optional
+        Checked between images and between conditions.
+
+    Raises
+    ------
+    InputError
+        No inputs, unreadable CSVs, unknown voxel size for 3D vectors, images
+        missing from the manifest, a condition mixing 2D and 3D vectors, bad
+        options.
+    """
+    if plane not in PLANES:
+        raise InputError(f"unknown plane {plane!r}; choose xy, yz or xz")
+    plot_format = str(plot_format).lower().lstrip(".")
+    if plot_format not in ("png", "svg", "pdf"):
+        raise InputError(f"unknown figure format {plot_format!r}; choose png, svg or pdf")
+    if int(n_bootstrap) < 0 or int(n_permutations) < 0:
+        raise InputError("the numbers of bootstrap resamples and permutations must be >= 0")
+    if not 0 < confidence < 1:
+        raise InputError(f"confidence must be between 0 and 1, got {confidence}")
+    global_ref = reference_unit_vector(reference_deg=reference_deg,
+                                       reference_vector=reference_vector)
+
+    paths = expand_vector_inputs(vector_csvs)
+    if not paths:
+        raise InputError("no vector CSV files found in " + ", ".join(map(str, vector_csvs)))
+    for p in paths:
+        if not p.exists():
+            raise InputError("file not found", p)
+    names = [vector_name(p) for p in paths]
+    seen = {}
+    for p, n in zip(paths, names):
+        if n.casefold() in seen:
+            raise InputError(f"two inputs have the same image name {n!r} ({seen[n.casefold()]} "
+                             "and this one)", p)
+        seen[n.casefold()] = p
+
+    entries = read_manifest(manifest) if manifest is not None else None
+    if entries is not None:
+        unknown = [n for n in names if n.casefold() not in entries]
+        if unknown:
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise InputError(f"image(s) not in the manifest: {', '.join(unknown[:5])}{more}",
+                             manifest)
+        order = list(dict.fromkeys(e.condition for e in entries.values()))
+        given = {n.casefold() for n in names}
+        unmatched = [e.image for k, e in entries.items() if k not in given]
+    else:
+        order = [DEFAULT_CONDITION]
+        unmatched = []
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    cache_dir = outdir / ".cache"
+    plot_dir = outdir / "plots"
+    plot_mod = None
+    if plots:
+        from . import plots as plot_mod
+
+    files, image_rows, per_condition_data = [], [], {c: [] for c in order}
+    per_condition_refs = {c: [] for c in order}
+    cache_hits = 0
+    n = len(paths)
+    for k, (path, name) in enumerate(zip(paths, names)):
+        if cancel is not None:
+            cancel.check()
+        entry = entries[name.casefold()] if entries is not None else None
+        condition = entry.condition if entry is not None else DEFAULT_CONDITION
+        ref = entry.reference if entry is not None and entry.reference is not None else global_ref
+        settings = {"version": _CACHE_VERSION, "voxel_size": None if voxel_size is None
+                    else [float(v) for v in voxel_size],
+                    "reference": None if ref is None else [round(float(v), 12) for v in ref],
+                    "plane": plane, "n_bootstrap": int(n_bootstrap), "seed": int(seed),
+                    "confidence": float(confidence),
+                    "structures": None if structures is None else list(structures)}
+        key = _settings_key(path, settings)
+        cache_file = cache_dir / f"{_safe_filename(name)}.json"
+        cached = None
+        if skip_existing and cache_file.exists():
+            try:
+                c = json.loads(cache_file.read_text(encoding="utf-8"))
+                if c.get("key") == key:
+                    cached = c
+            except (OSError, ValueError):
+                cached = None  # a damaged cache entry is recomputed
+        if cached is not None:
+            data = PolarityData.from_json(cached["data"])
+            row = cached["row"]
+            cache_hits += 1
+        else:
+            table = read_vectors(path, structures=structures)
+            if table.ndim == 2 and plane != "xy":
+                raise InputError(f"2D vectors have no {plane} plane; use --plane xy", path)
+            vs, _origin = _resolve_voxel_size(table, path, voxel_size)
+            try:
+                data = polarity_data(table, vs, reference=ref)
+            except InputError as exc:
+                raise InputError(str(exc), path) from None
+            row = summarise(data, plane=plane, n_bootstrap=int(n_bootstrap),
+                            confidence=confidence, seed=int(seed))
+            row.update(_reference_columns(ref))
+            row.update(name=name, voxel_size_um=" ".join(f"{v:g}" for v in vs[::-1]),
+                       source=str(path))
+            write_text_atomic(cache_file, json.dumps({"key": key, "row": row,
+                                                      "data": data.to_json()}))
+        row["condition"] = condition  # the manifest may change without changing the key
+        image_rows.append(row)
+        per_condition_data[condition].append(data)
+        per_condition_refs[condition].append(None if ref is None else tuple(np.round(ref, 9)))
+        if plot_mod is not None:
+            target = plot_dir / f"{_safe_filename(name)}_rose.{plot_format}"
+            if cached is None or not target.exists():
+                _save(plot_mod, plot_mod.rose_planes_figure(
+                    _plot_angles(data), relative_planes=data.reference_planes,
+                    title=f"{name} ({condition})"), target)
+            files.append(target)
+        yield ProgressEvent("analyse", k + 1, n,
+                            message=f"{name}: {row.get('n', 0)} vectors"
+                            + (" (cached)" if cached else ""),
+                            data={"name": name, "cached": cached is not None, "path": str(path)})
+
+    conditions = [c for c in order if per_condition_data[c]]
+    condition_rows, pooled = [], {}
+    for j, cond in enumerate(conditions):
+        if cancel is not None:
+            cancel.check()
+        parts = per_condition_data[cond]
+        dims = {p.ndim for p in parts if len(p)}
+        if len(dims) > 1:
+            raise InputError(f"condition {cond!r} mixes 2D and 3D vector tables")
+        data = PolarityData.concat(parts)
+        pooled[cond] = data
+        row = summarise(data, plane=plane, n_bootstrap=int(n_bootstrap), confidence=confidence,
+                        seed=int(seed))
+        refs = set(per_condition_refs[cond])
+        if len(refs) == 1:
+            r = next(iter(refs))
+            row.update(_reference_columns(None if r is None else np.asarray(r)))
+        else:
+            row.update(reference_azimuth_deg="per image", reference_elevation_deg="per image")
+        row.update(name=cond, n_images=len(parts))
+        condition_rows.append(row)
+        if plot_mod is not None:
+            stem = plot_dir / f"condition_{_safe_filename(cond)}"
+            files.append(_save(plot_mod, plot_mod.rose_planes_figure(
+                _plot_angles(data), relative_planes=data.reference_planes,
+                title=f"condition {cond}"), Path(f"{stem}_rose.{plot_format}")))
+            files.append(_save(plot_mod, plot_mod.scatter_figure(
+                data.angles[plane], lengths=_plane_lengths(data, plane), plane=plane,
+                relative=data.reference_planes.get(plane, False), title=f"condition {cond}"),
+                Path(f"{stem}_scatter.{plot_format}")))
+        yield ProgressEvent("summary", j + 1, len(conditions), message=cond,
+                            data={"condition": cond})
+
+    comparisons = []
+    pairs = list(combinations(conditions, 2))
+    for j, (a, b) in enumerate(pairs):
+        if cancel is not None:
+            cancel.check()
+        yield ProgressEvent("compare", j, len(pairs), message=f"{a} vs {b}")
+        row = compare_samples(pooled[a], pooled[b], plane=plane,
+                              n_permutations=int(n_permutations), seed=int(seed))
+        row.update(condition_a=a, condition_b=b)
+        comparisons.append(row)
+
+    if plot_mod is not None and conditions:
+        relative = all(pooled[c].reference_planes.get(plane, False) for c in conditions)
+        files.append(_save(plot_mod, plot_mod.conditions_figure(
+            {c: pooled[c].angles[plane] for c in conditions}, plane=plane, relative=relative),
+            outdir / f"conditions_rose.{plot_format}"))
+
+    write_table(outdir / "summary_per_image.csv", IMAGE_COLUMNS, image_rows)
+    write_table(outdir / "summary_per_condition.csv", CONDITION_COLUMNS, condition_rows)
+    files[:0] = [outdir / "summary_per_image.csv", outdir / "summary_per_condition.csv"]
+    comparison_path = outdir / "condition_comparison.csv"
+    if len(conditions) >= 2:
+        write_table(comparison_path, COMPARISON_COLUMNS, comparisons)
+        files.insert(2, comparison_path)
+    elif comparison_path.exists():
+        comparison_path.unlink()  # left from an earlier run with more conditions
+    return AnalysisSummary(image_rows, condition_rows, comparisons, files, cache_hits, outdir,
+                           unmatched)
+
+
+def _plot_angles(data: PolarityData) -> dict:
+    return {p: data.angles[p] for p in (("xy",) if data.ndim == 2 else PLANES)}
+
+
+def _plane_lengths(data: PolarityData, plane) -> np.ndarray:
+    v = data.vectors
+    i, j = {"xy": (0, 1), "xz": (0, 2), "yz": (1, 2)}[plane]
+    return np.hypot(v[:, i], v[:, j])
+
+
+def _save(plot_mod, fig, path) -> Path:
+    return plot_mod.save_figure(fig, path)
