@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import Cancelled, InputError
 
 # Subcommand modules, in the order `cellpol --help` lists them.
-COMMANDS = ["info", "phantom", "convert", "predict", "evaluate", "stats", "train", "tune"]
+COMMANDS = ["info", "phantom", "convert", "predict", "evaluate", "stats", "train", "tune", "gan"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,6 +69,12 @@ def register(sub):
                         "resampled to it (default: the first image's)")
     p.add_argument("--init", metavar="MODEL", help="fine-tune from this model folder or name")
     p.add_argument("--resume", action="store_true", help="continue from MODEL_DIR's checkpoint")
+    p.add_argument("--synthetic", metavar="DIR",
+                   help="pre-train on this folder of synthetic images and vector CSVs (from "
+                        "`cellpol gan generate`) into MODEL_DIR_synthetic, then fine-tune on "
+                        "the --images")
+    p.add_argument("--synthetic-epochs", type=int,
+                   help="epochs of the synthetic pre-training (default: --epochs)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
@@ -98,6 +104,49 @@ def _model_voxel_size(args):
     return voxel_size_from_args(SimpleNamespace(voxel_size=args.model_voxel_size))
 
 
+def _pretrain_synthetic(args):
+    """Train on the --synthetic folder into MODEL_DIR_synthetic; return that folder.
+
+    Synthetic images name their channels after the structures and carry their
+    voxel size, so --channels, --axes and --voxel-size (meant for the real
+    images) are not applied to them.
+    """
+    from pathlib import Path
+
+    from ..train import train
+
+    if args.init:
+        raise InputError("--synthetic and --init both choose the starting model; give one")
+    if args.resume:
+        raise InputError("--resume continues the fine-tuning alone; leave out --synthetic")
+    syn_images = expand_inputs([args.synthetic])
+    if not Path(args.synthetic).is_dir() or not syn_images:
+        raise InputError("no synthetic images in this folder", args.synthetic)
+    syn_vectors = match_vectors(syn_images, [args.synthetic])
+    epochs = args.synthetic_epochs if args.synthetic_epochs is not None else args.epochs
+    if epochs < 1:
+        raise InputError("--synthetic-epochs must be at least 1")
+    outdir = Path(str(Path(args.output)) + "_synthetic")
+    job = train(syn_images, syn_vectors, outdir=outdir, val_fraction=args.val_fraction,
+                arch=args.arch, epochs=epochs, patch_size=_patch(args),
+                batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps_per_epoch,
+                device=args.device, seed=args.seed, preset=args.preset,
+                structures=args.structures, model_voxel_size=_model_voxel_size(args))
+    with ProgressBar() as bar:
+        lines = []
+
+        def show(event):
+            bar(event)
+            if event.data.get("epoch_end"):
+                lines.append(event.message)
+
+        out = run_job(job, show)
+    for line in lines:
+        print(f"synthetic pre-training: {line}")
+    print(f"pre-trained model written to {out}")
+    return str(out)
+
+
 def run(args) -> int:
     from ..train import train
 
@@ -109,10 +158,13 @@ def run(args) -> int:
         if not args.val_vectors:
             raise InputError("--val needs --val-vectors")
         val_vectors = match_vectors(val_images, args.val_vectors)
+    init = args.init
+    if getattr(args, "synthetic", None):
+        init = _pretrain_synthetic(args)
     job = train(images, vectors, outdir=args.output, val_images=val_images,
                 val_vectors=val_vectors, val_fraction=args.val_fraction, arch=args.arch,
                 epochs=args.epochs, patch_size=_patch(args), batch_size=args.batch_size,
-                lr=args.lr, steps_per_epoch=args.steps_per_epoch, init=args.init,
+                lr=args.lr, steps_per_epoch=args.steps_per_epoch, init=init,
                 device=args.device, seed=args.seed, resume=args.resume, preset=args.preset,
                 channels=args.channels, structures=args.structures, axes=args.axes,
                 voxel_size=voxel_size_from_args(args),

@@ -1,0 +1,698 @@
+"""Synthetic training data with a Vox2Vox (3D Pix2Pix) GAN, METHOD.md §4.
+
+Networks
+--------
+:class:`UNetGenerator` maps a 2-channel 0/1 label mask (start, end structure)
+to a 2-channel image in the normalised range [0, 1] (sigmoid output);
+:class:`PatchDiscriminator` judges (mask, image) pairs patch by patch (one
+logit per patch). Both take ``spatial_dims`` (2 or 3): one code path for 2D
+and 3D.
+
+Training
+--------
+Pairs (mask, image) are cut from annotated real images: the image is
+normalised per channel with percentiles (0.05–99.95), and its mask is built
+from its own annotations (local Otsu masks pasted at their true positions, see
+:mod:`cellpol_core.synth`). Losses: discriminator BCE (with logits) on real and
+generated pairs, halved; generator BCE + ``lambda_l1`` (100) · L1. Adam, lr
+2e-4, β = (0.5, 0.999), batch 2. Patches get random quarter turns about z and
+flips.
+
+GAN folder
+----------
+::
+
+    GAN_DIR/
+        config.json         schema_version, kind "cellpol-gan", generator and
+                            discriminator arguments, voxel size, patch,
+                            normalisation, structures, channel names, box sizes
+        generator.pt        generator state_dict
+        discriminator.pt    discriminator state_dict
+        checkpoint_last.pt  both networks, both optimisers and the random
+                            states, for ``resume=True``
+        training_log.csv    one row per epoch
+        masks.npz           the mask dictionary (:class:`~cellpol_core.synth.MaskDictionary`)
+
+Weights load with ``torch.load(weights_only=True)``: opening a GAN folder
+never runs code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .atomic import write_text_atomic
+from .errors import InputError
+from .jobs import CancelToken, ProgressEvent
+from .model import load_state, save_state, write_json
+from .synth import DEFAULT_BOX_UM, MaskDictionary, image_object_masks, load_annotated, sample_layout
+from .vectors import write_vectors
+
+__all__ = [
+    "UNetGenerator",
+    "PatchDiscriminator",
+    "train_gan",
+    "generate",
+    "evaluate_gan",
+    "load_gan",
+    "ssim",
+    "GAN_SCHEMA_VERSION",
+]
+
+GAN_SCHEMA_VERSION = 1
+CONFIG_FILE = "config.json"
+GENERATOR_FILE = "generator.pt"
+DISCRIMINATOR_FILE = "discriminator.pt"
+CHECKPOINT_FILE = "checkpoint_last.pt"
+TRAINING_LOG = "training_log.csv"
+DICTIONARY_FILE = "masks.npz"
+LOG_COLUMNS = ["epoch", "d_loss", "g_loss", "l1", "seconds", "device"]
+NORMALISATION = {"method": "percentile", "low": 0.05, "high": 99.95}
+
+
+# ----------------------------------------------------------------------------- networks
+
+def _conv_cls(spatial_dims):
+    return nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+
+
+def _norm(spatial_dims, channels):
+    # Instance norm: batch statistics of a batch of 2 would be too noisy.
+    return (nn.InstanceNorm3d if spatial_dims == 3 else nn.InstanceNorm2d)(channels, affine=True)
+
+
+class UNetGenerator(nn.Module):
+    """Pix2Pix U-Net generator: label mask -> image.
+
+    Each encoder level is a 4×4(×4) stride-2 convolution (instance norm,
+    LeakyReLU 0.2; no norm on the first and the innermost level); each decoder
+    level a 4×4(×4) stride-2 transposed convolution (instance norm, ReLU,
+    dropout on the innermost ``dropout_levels``) concatenated with the encoder
+    skip. The output layer is a transposed convolution and a sigmoid.
+
+    Parameters
+    ----------
+    spatial_dims : {2, 3}
+    in_channels, out_channels : int
+        Mask channels in, image channels out (2 and 2).
+    base_filters : int
+        Filters of the first level, doubled per level up to 8×.
+    depth : int
+        Number of stride-2 levels; input sizes must be multiples of ``2**depth``.
+    dropout : float
+        Dropout probability of the innermost decoder levels (Pix2Pix's noise).
+    dropout_levels : int
+
+    Shapes
+    ------
+    input (B, in_channels, Z, Y, X) float (0/1 masks) -> output (B,
+    out_channels, Z, Y, X) in [0, 1]; 2D: (B, C, Y, X).
+    """
+
+    def __init__(self, spatial_dims=3, in_channels=2, out_channels=2, base_filters=16, depth=4,
+                 dropout=0.5, dropout_levels=2):
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError("spatial_dims must be 2 or 3")
+        if depth < 2:
+            raise ValueError("depth must be at least 2")
+        self.spatial_dims = int(spatial_dims)
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.base_filters = int(base_filters)
+        self.depth = int(depth)
+        self.dropout = float(dropout)
+        self.dropout_levels = int(dropout_levels)
+        conv = _conv_cls(spatial_dims)
+        tconv = nn.ConvTranspose3d if spatial_dims == 3 else nn.ConvTranspose2d
+        widths = [base_filters * min(2 ** i, 8) for i in range(depth)]
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for i, w in enumerate(widths):
+            layers = [conv(cin, w, 4, stride=2, padding=1)]
+            if 0 < i < depth - 1:
+                layers.append(_norm(spatial_dims, w))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            self.down.append(nn.Sequential(*layers))
+            cin = w
+        self.up = nn.ModuleList()
+        # Decoder level j undoes encoder level depth-1-j and feeds the next skip.
+        for j in range(depth - 1):
+            src = widths[depth - 1 - j] * (1 if j == 0 else 2)
+            w = widths[depth - 2 - j]
+            layers = [tconv(src, w, 4, stride=2, padding=1), _norm(spatial_dims, w),
+                      nn.ReLU(inplace=True)]
+            if j < dropout_levels and dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            self.up.append(nn.Sequential(*layers))
+        self.out = tconv(widths[0] * 2, out_channels, 4, stride=2, padding=1)
+
+    def config(self) -> dict:
+        """Constructor arguments, JSON-serialisable."""
+        return {"spatial_dims": self.spatial_dims, "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "base_filters": self.base_filters,
+                "depth": self.depth, "dropout": self.dropout,
+                "dropout_levels": self.dropout_levels}
+
+    def size_multiple(self) -> int:
+        return 2 ** self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected (B, {self.in_channels}, ...) with {self.spatial_dims} "
+                             f"spatial axes, got {tuple(x.shape)}")
+        m = self.size_multiple()
+        if any(s % m for s in x.shape[2:]):
+            raise ValueError(f"spatial sizes must be multiples of {m}, got {tuple(x.shape[2:])}")
+        skips = []
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        for j, layer in enumerate(self.up):
+            x = layer(x)
+            x = torch.cat([x, skips[-2 - j]], dim=1)
+        return torch.sigmoid(self.out(x))
+
+
+class PatchDiscriminator(nn.Module):
+    """Conditional PatchGAN discriminator on (mask, image) pairs.
+
+    ``n_layers`` 4×4(×4) stride-2 convolutions (LeakyReLU 0.2, instance norm
+    from the second on), then a 3×3(×3) convolution with norm and a 3×3(×3)
+    convolution to one logit channel.
+
+    Parameters
+    ----------
+    spatial_dims : {2, 3}
+    in_channels : int
+        Mask plus image channels (4).
+    base_filters : int
+    n_layers : int
+        Stride-2 layers; inputs must be multiples of ``2**n_layers``.
+
+    Shapes
+    ------
+    input (B, in_channels, Z, Y, X) -> logits (B, 1, Z/2**n, Y/2**n, X/2**n).
+    """
+
+    def __init__(self, spatial_dims=3, in_channels=4, base_filters=16, n_layers=3):
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError("spatial_dims must be 2 or 3")
+        self.spatial_dims = int(spatial_dims)
+        self.in_channels = int(in_channels)
+        self.base_filters = int(base_filters)
+        self.n_layers = int(n_layers)
+        conv = _conv_cls(spatial_dims)
+        layers = []
+        cin = in_channels
+        for i in range(n_layers):
+            w = base_filters * min(2 ** i, 8)
+            layers.append(conv(cin, w, 4, stride=2, padding=1))
+            if i > 0:
+                layers.append(_norm(spatial_dims, w))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            cin = w
+        w = base_filters * min(2 ** n_layers, 8)
+        layers += [conv(cin, w, 3, padding=1), _norm(spatial_dims, w), nn.LeakyReLU(0.2, True),
+                   conv(w, 1, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def config(self) -> dict:
+        return {"spatial_dims": self.spatial_dims, "in_channels": self.in_channels,
+                "base_filters": self.base_filters, "n_layers": self.n_layers}
+
+    def size_multiple(self) -> int:
+        return 2 ** self.n_layers
+
+    def forward(self, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([mask, image], dim=1))
+
+
+# ----------------------------------------------------------------------------- data
+
+def _prepare(pairs, *, voxel_size, box_um):
+    """Normalised (mask + image) 4-channel training items at ``voxel_size``."""
+    from .train import TrainingImage, prepare_image
+
+    items, starts, ends = [], [], []
+    for image, table, ch in pairs:
+        it = prepare_image(image, table, channels=ch, voxel_size=voxel_size, name=str(image.path))
+        s, e, mask = image_object_masks(it.data, it.vectors, voxel_size=voxel_size, box_um=box_um)
+        starts += s
+        ends += e
+        items.append(TrainingImage(np.concatenate([mask.astype(np.float32), it.data]),
+                                   it.vectors, it.name))
+    return items, starts, ends
+
+
+def _split(patch):
+    # Mask channels: padding of crop_patch is faint noise, the masks are 0/1.
+    return (patch[:2] > 0.5).astype(np.float32), np.ascontiguousarray(patch[2:], np.float32)
+
+
+def _fit_patch(patch, shapes, multiple) -> tuple:
+    out = []
+    for axis, p in enumerate(patch):
+        largest = max(s[axis] for s in shapes)
+        cap = int(math.ceil(largest / multiple) * multiple)
+        p = int(math.ceil(int(p) / multiple) * multiple)
+        out.append(max(multiple, min(p, cap)))
+    return tuple(out)
+
+
+def _cpu_state(net) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+
+
+def _write_log(path, rows):
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text_atomic(path, buf.getvalue())
+
+
+def _read_log(path) -> list:
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        row = {k: (r[k] if k == "device" else float(r[k])) for k in LOG_COLUMNS if k in r}
+        row["epoch"] = int(row["epoch"])
+        out.append(row)
+    return out
+
+
+def read_gan_config(gan_dir) -> dict:
+    """``config.json`` of a GAN folder, checked."""
+    path = Path(gan_dir) / CONFIG_FILE
+    if not Path(gan_dir).is_dir():
+        raise InputError("GAN folder not found", gan_dir)
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"missing {CONFIG_FILE}; not a CellPol GAN folder", gan_dir) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", path) from None
+    if not isinstance(cfg, dict) or cfg.get("kind") != "cellpol-gan":
+        raise InputError("not a CellPol GAN config", path)
+    version = cfg.get("schema_version")
+    if not isinstance(version, int) or version > GAN_SCHEMA_VERSION:
+        raise InputError(f"unsupported GAN schema version {version!r}", path)
+    for key in ("generator", "discriminator", "voxel_size_zyx_um", "patch_size_zyx",
+                "structures"):
+        if key not in cfg:
+            raise InputError(f"config.json lacks {key!r}", path)
+    return cfg
+
+
+def load_gan(gan_dir, *, device="cpu") -> tuple:
+    """Open a GAN folder: returns (generator in eval mode, config dict, MaskDictionary)."""
+    gan_dir = Path(gan_dir)
+    cfg = read_gan_config(gan_dir)
+    try:
+        gen = UNetGenerator(**cfg["generator"])
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"bad generator arguments ({exc})", gan_dir / CONFIG_FILE) from None
+    try:
+        gen.load_state_dict(load_state(gan_dir / GENERATOR_FILE))
+    except RuntimeError as exc:
+        raise InputError(f"weights do not fit config.json ({str(exc).splitlines()[0]})",
+                         gan_dir / GENERATOR_FILE) from None
+    gen.eval().to(device)
+    return gen, cfg, MaskDictionary.load(gan_dir / DICTIONARY_FILE)
+
+
+# ----------------------------------------------------------------------------- training
+
+def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=(64, 128, 128),
+              base_filters=16, depth=4, disc_layers=3, batch_size=2, lr=2e-4, lambda_l1=100.0,
+              steps_per_epoch=None, seed=0, device="auto", resume=False, channels=None,
+              structures=None, axes=None, voxel_size=None, box_um=DEFAULT_BOX_UM,
+              augment_p=0.5, cancel: Optional[CancelToken] = None):
+    """Train a Vox2Vox GAN into a GAN folder (a generator job).
+
+    Yields :class:`~cellpol_core.jobs.ProgressEvent` with stage ``"gan"``
+    (``data``: ``epoch``, ``step``, ``d_loss``, ``g_loss``, ``l1``,
+    ``device``; an event with ``data["epoch_end"]`` closes each epoch) and
+    returns the GAN folder path.
+
+    Parameters
+    ----------
+    images, vectors : sequences
+        Annotated images (paths or CellImage) and their vectors (paths or
+        VectorTable), one per image.
+    outdir : path
+        The GAN folder.
+    epochs : int
+        Total epochs (a resumed run continues up to it). The paper used 200.
+    patch : tuple of int
+        (Z, Y, X) or (Y, X); rounded up to the networks' size multiple and
+        shrunk to the largest image.
+    base_filters, depth, disc_layers : int
+        Generator width and depth, discriminator stride-2 layers.
+    batch_size, lr, lambda_l1 : int, float, float
+        Batch 2, Adam lr 2e-4 (β1 = 0.5) and the L1 weight 100 of the paper.
+    steps_per_epoch : int, optional
+        Default: one coverage of the training voxels (at least 1).
+    seed : int
+    device : {"auto", "cpu", "cuda"}
+    resume : bool
+        Continue from ``outdir``'s checkpoint (its config wins).
+    channels, structures, axes, voxel_size
+        How to read the images (see :func:`cellpol_core.synth.load_annotated`).
+    box_um : ((z, y, x), (z, y, x))
+        Mask boxes around start and end centroids in µm.
+    augment_p : float
+        Probability of each quarter-turn / flip augmentation.
+    cancel : CancelToken, optional
+        Checked between steps; the last checkpoint is saved first.
+    """
+    from .network import autocast_context, device_description, select_device
+    from .train import PatchSampler, augment
+
+    outdir = Path(outdir)
+    torch.manual_seed(seed)
+    if epochs < 1:
+        raise InputError(f"epochs must be at least 1, got {epochs}")
+    yield ProgressEvent("load", 0, len(images), message="reading images")
+    pairs = load_annotated(images, vectors, channels=channels, structures=structures, axes=axes,
+                           voxel_size=voxel_size)
+    dims = pairs[0][0].ndim
+    ck = None
+    if resume:
+        if not (outdir / CHECKPOINT_FILE).exists():
+            raise InputError(f"nothing to resume: no {CHECKPOINT_FILE}", outdir)
+        cfg = read_gan_config(outdir)
+        ck = load_state(outdir / CHECKPOINT_FILE)
+    else:
+        vs0 = tuple(pairs[0][0].voxel_size or (1.0, 1.0, 1.0))
+        if dims == 2:
+            vs0 = (1.0,) + vs0[-2:]
+        gen0 = UNetGenerator(dims, 2, 2, base_filters=base_filters, depth=depth)
+        disc0 = PatchDiscriminator(dims, 4, base_filters=base_filters, n_layers=disc_layers)
+        if len(patch) != dims:
+            raise InputError(f"patch must have {dims} sizes for {dims}D images, got {tuple(patch)}")
+        cfg = {"schema_version": GAN_SCHEMA_VERSION, "kind": "cellpol-gan",
+               "generator": gen0.config(), "discriminator": disc0.config(),
+               "voxel_size_zyx_um": [float(v) for v in vs0], "spatial_dims": dims,
+               "patch_size_zyx": [int(p) for p in patch], "normalisation": dict(NORMALISATION),
+               "structures": list(structures or pairs[0][1].names),
+               "channel_names": [str(pairs[0][0].channel_names[c]) for c in pairs[0][2]]
+               if pairs[0][0].channel_names else list(structures or pairs[0][1].names),
+               "box_um": [[float(v) for v in b] for b in box_um],
+               "lambda_l1": float(lambda_l1), "lr": float(lr), "batch_size": int(batch_size)}
+        del gen0, disc0
+    if int(cfg.get("spatial_dims", dims)) != dims:
+        raise InputError(f"the GAN is {cfg['spatial_dims']}D but the images are {dims}D")
+    vs = tuple(cfg["voxel_size_zyx_um"])
+    box = tuple(tuple(b) for b in cfg.get("box_um", box_um))
+    items, starts, ends = _prepare(pairs, voxel_size=vs, box_um=box)
+    if not starts or not ends:
+        raise InputError("no object masks could be made from the annotations (flat images?)")
+
+    gen = UNetGenerator(**cfg["generator"])
+    disc = PatchDiscriminator(**cfg["discriminator"])
+    multiple = max(gen.size_multiple(), disc.size_multiple())
+    patch_size = _fit_patch(cfg["patch_size_zyx"], [it.spatial_shape for it in items], multiple)
+    cfg["patch_size_zyx"] = list(patch_size)
+    dev = select_device(device)
+    desc = device_description(dev)
+    gen.to(dev)
+    disc.to(dev)
+    lr_ = float(cfg.get("lr", lr))
+    opt_g = torch.optim.Adam(gen.parameters(), lr=lr_, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr_, betas=(0.5, 0.999))
+    rng = np.random.default_rng(seed)
+    start_epoch, log_rows = 0, []
+    if ck is not None:
+        gen.load_state_dict(ck["generator"])
+        disc.load_state_dict(ck["discriminator"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        start_epoch = int(ck["epoch"])
+        rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        log_rows = _read_log(outdir / TRAINING_LOG)[:start_epoch]
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_json(outdir / CONFIG_FILE, cfg)
+    MaskDictionary(starts, ends, vs, ndim=dims, structures=tuple(cfg["structures"]),
+                   box_um=box).save(outdir / DICTIONARY_FILE)
+
+    def checkpoint(epoch):
+        save_state(outdir / CHECKPOINT_FILE, {
+            "generator": _cpu_state(gen), "discriminator": _cpu_state(disc),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": int(epoch),
+            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
+
+    bs = int(cfg.get("batch_size", batch_size))
+    sampler = PatchSampler(items, patch_size=patch_size, pair_bias=0.8)
+    if steps_per_epoch is None:
+        voxels = sum(np.prod(it.spatial_shape) for it in items)
+        steps_per_epoch = max(1, math.ceil(voxels / np.prod(patch_size) / bs))
+    bce = nn.BCEWithLogitsLoss()
+    lam = float(cfg.get("lambda_l1", lambda_l1))
+    total = epochs * steps_per_epoch
+    yield ProgressEvent("gan", start_epoch * steps_per_epoch, total, message=f"training on {desc}",
+                        data={"device": desc, "epoch": start_epoch, "patch_size": patch_size,
+                              "steps_per_epoch": steps_per_epoch})
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        gen.train()
+        disc.train()
+        sums = {"d_loss": 0.0, "g_loss": 0.0, "l1": 0.0}
+        for step in range(steps_per_epoch):
+            if cancel is not None and cancel.cancelled:
+                checkpoint(epoch)
+                cancel.check()
+            masks, reals = [], []
+            for _ in range(bs):
+                pa, tb = sampler.sample(rng)
+                if augment_p > 0:
+                    pa, _ = augment(pa, tb, rng, p=augment_p, intensity=False)
+                m, r = _split(pa)
+                masks.append(m)
+                reals.append(r)
+            mask = torch.from_numpy(np.stack(masks)).to(dev)
+            real = torch.from_numpy(np.stack(reals)).to(dev)
+            with autocast_context(dev):
+                fake = gen(mask)
+            fake = fake.float()
+            # Discriminator: real pairs -> 1, generated pairs -> 0.
+            with autocast_context(dev):
+                d_real = disc(mask, real).float()
+                d_fake = disc(mask, fake.detach()).float()
+            d_loss = 0.5 * (bce(d_real, torch.ones_like(d_real))
+                            + bce(d_fake, torch.zeros_like(d_fake)))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            # Generator: fool the discriminator and stay close to the real image.
+            with autocast_context(dev):
+                d_gen = disc(mask, fake).float()
+            l1 = F.l1_loss(fake, real)
+            g_loss = bce(d_gen, torch.ones_like(d_gen)) + lam * l1
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            vals = {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach()),
+                    "l1": float(l1.detach())}
+            for k in sums:
+                sums[k] += vals[k]
+            done = epoch * steps_per_epoch + step + 1
+            yield ProgressEvent("gan", done, total,
+                                message=f"epoch {epoch + 1}/{epochs} D {vals['d_loss']:.3f} "
+                                        f"G {vals['g_loss']:.3f}",
+                                data=dict(vals, epoch=epoch + 1, step=step + 1, device=desc))
+        row = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()},
+               "seconds": time.perf_counter() - t0, "device": desc}
+        log_rows.append(row)
+        save_state(outdir / GENERATOR_FILE, _cpu_state(gen))
+        save_state(outdir / DISCRIMINATOR_FILE, _cpu_state(disc))
+        _write_log(outdir / TRAINING_LOG, log_rows)
+        checkpoint(epoch + 1)
+        yield ProgressEvent("gan", (epoch + 1) * steps_per_epoch, total,
+                            message=f"epoch {epoch + 1}/{epochs} D {row['d_loss']:.4f} "
+                                    f"G {row['g_loss']:.4f} L1 {row['l1']:.4f}",
+                            data=dict(row, epoch_end=True))
+    return outdir
+
+
+# ----------------------------------------------------------------------------- generation
+
+def _run_generator(gen, mask, dev) -> np.ndarray:
+    """Generator output for one (2, ...) 0/1 mask whose sizes fit the network."""
+    from .network import autocast_context
+
+    with torch.inference_mode(), autocast_context(dev):
+        out = gen(torch.from_numpy(mask.astype(np.float32))[None].to(dev))
+    return out[0].float().cpu().numpy()
+
+
+def generate(gan_dir, *, n, outdir, seed=0, n_pairs=(11, 18), shape=None, max_pair_um=14.0,
+             min_sep_um=6.0, mean_direction=None, concentration=0.0, device="auto",
+             cancel: Optional[CancelToken] = None):
+    """Write ``n`` synthetic images with their ground-truth vectors (a generator job).
+
+    Each sample: a layout from :func:`cellpol_core.synth.sample_layout`, the
+    generator's image of its mask, written as ``synthetic_{i:04d}.ome.tif``
+    (uint16, [0, 1] scaled to 0–65535, channels named after the structures,
+    the GAN's voxel size) and ``synthetic_{i:04d}_vectors.csv`` (CellPol CSV
+    with µm columns). The folder feeds ``cellpol train`` directly. Yields
+    stage ``"generate"`` events and returns the list of image paths.
+
+    Parameters
+    ----------
+    gan_dir : path
+        A GAN folder.
+    n : int
+        Number of samples.
+    outdir : path
+    seed : int
+        Sample i uses the seed sequence child i of ``seed``: same seed, same files.
+    n_pairs : int or (int, int)
+        Pairs per patch (the reference used 11–18).
+    shape : tuple of int, optional
+        (Z, Y, X) or (Y, X) patch, rounded up to the generator's size multiple;
+        default the training patch.
+    max_pair_um, min_sep_um, mean_direction, concentration
+        Layout rules, see :func:`~cellpol_core.synth.sample_layout`.
+    device : {"auto", "cpu", "cuda"}
+    cancel : CancelToken, optional
+    """
+    from .image import write_ome_tiff
+    from .network import select_device
+
+    if int(n) < 1:
+        raise InputError(f"n must be at least 1, got {n}")
+    dev = select_device(device)
+    gen, cfg, dictionary = load_gan(gan_dir, device=dev)
+    dims = int(cfg["generator"]["spatial_dims"])
+    shape = tuple(int(s) for s in (shape or cfg["patch_size_zyx"]))
+    if len(shape) != dims:
+        raise InputError(f"shape must have {dims} sizes for this {dims}D GAN, got {shape}")
+    m = gen.size_multiple()
+    shape = tuple(max(m, int(math.ceil(s / m) * m)) for s in shape)
+    vs = tuple(float(v) for v in cfg["voxel_size_zyx_um"])
+    names = [str(s) for s in cfg["structures"]]
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    seeds = np.random.SeedSequence(int(seed)).spawn(int(n))
+    paths = []
+    yield ProgressEvent("generate", 0, int(n), message=f"{n} samples of {shape}")
+    for i in range(int(n)):
+        if cancel is not None:
+            cancel.check()
+        sub_seed = int(seeds[i].generate_state(1)[0])
+        layout = sample_layout(dictionary, shape=shape, voxel_size=vs, n_pairs=n_pairs,
+                               max_pair_um=max_pair_um, min_sep_um=min_sep_um,
+                               mean_direction=mean_direction, concentration=concentration,
+                               seed=sub_seed)
+        torch.manual_seed(sub_seed)
+        image = _run_generator(gen, layout.mask, dev)
+        data = np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+        path = outdir / f"synthetic_{i:04d}.ome.tif"
+        write_ome_tiff(path, data, voxel_size=vs, channel_names=names)
+        write_vectors(outdir / f"synthetic_{i:04d}_vectors.csv", layout.vectors, voxel_size=vs)
+        paths.append(path)
+        yield ProgressEvent("generate", i + 1, int(n), message=path.name,
+                            data={"path": str(path), "pairs": len(layout.vectors)})
+    return paths
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def ssim(a, b, *, data_range=255.0, k1=0.01, k2=0.03) -> float:
+    """SSIM of two (C, Z, Y, X) or (C, Y, X) images in [0, 1], the paper's way.
+
+    Both images are scaled to 0–255 (L = 255, K1 = 0.01, K2 = 0.03); SSIM is
+    computed per channel with :func:`skimage.metrics.structural_similarity` over
+    the whole volume (a 7-voxel uniform window along every axis, smaller when
+    an axis is shorter) and averaged over the channels.
+    """
+    from skimage.metrics import structural_similarity
+
+    a = np.clip(np.asarray(a, np.float64), 0.0, 1.0) * 255.0
+    b = np.clip(np.asarray(b, np.float64), 0.0, 1.0) * 255.0
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
+    win = min(7, min(a.shape[1:]))
+    win = win if win % 2 else win - 1
+    if win < 3:
+        raise ValueError(f"images too small for SSIM: {a.shape[1:]}")
+    values = [structural_similarity(a[c], b[c], data_range=data_range, K1=k1, K2=k2,
+                                    win_size=win) for c in range(a.shape[0])]
+    return float(np.mean(values))
+
+
+def _tiles(shape, patch):
+    starts = []
+    for s, p in zip(shape, patch):
+        k = max(1, math.ceil(s / p))
+        starts.append(sorted({min(i * p, max(s - p, 0)) for i in range(k)}))
+    return np.array(np.meshgrid(*starts, indexing="ij")).reshape(len(patch), -1).T
+
+
+def evaluate_gan(gan_dir, images, vectors, *, channels=None, structures=None, axes=None,
+                 voxel_size=None, patch=None, device="auto", seed=0) -> dict:
+    """SSIM between real images and the images generated from their own masks.
+
+    Each image is normalised like the training data, its label mask is built
+    from its annotations, and both are tiled into patches (the training patch
+    by default; tiles stay inside the image where it is large enough). Every
+    tile's generated image is compared with the real one by :func:`ssim`.
+
+    Returns
+    -------
+    dict
+        ``ssim_mean``, ``ssim_sd`` (over patches), ``n_patches``,
+        ``per_image`` (list of {"image", "ssim_mean", "n_patches"}).
+    """
+    from .network import select_device
+    from .train import crop_patch, prepare_image, TrainingImage
+
+    dev = select_device(device)
+    gen, cfg, _ = load_gan(gan_dir, device=dev)
+    pairs = load_annotated(images, vectors, channels=channels, structures=structures, axes=axes,
+                           voxel_size=voxel_size)
+    dims = int(cfg["generator"]["spatial_dims"])
+    if pairs[0][0].ndim != dims:
+        raise InputError(f"the GAN is {dims}D but the images are {pairs[0][0].ndim}D")
+    vs = tuple(cfg["voxel_size_zyx_um"])
+    box = tuple(tuple(b) for b in cfg.get("box_um", DEFAULT_BOX_UM))
+    m = gen.size_multiple()
+    patch = tuple(int(p) for p in (patch or cfg["patch_size_zyx"]))
+    patch = tuple(max(m, int(math.ceil(p / m) * m)) for p in patch)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    scores, per_image = [], []
+    for image, table, ch in pairs:
+        it = prepare_image(image, table, channels=ch, voxel_size=vs, name=str(image.path))
+        mask = image_object_masks(it.data, it.vectors, voxel_size=vs, box_um=box)[2]
+        both = TrainingImage(np.concatenate([mask.astype(np.float32), it.data]), it.vectors)
+        img_scores = []
+        for origin in _tiles(it.spatial_shape, patch):
+            pa, _ = crop_patch(both, tuple(int(o) for o in origin), patch, rng)
+            msk, real = _split(pa)
+            fake = _run_generator(gen, msk, dev)
+            img_scores.append(ssim(real, fake))
+        scores += img_scores
+        per_image.append({"image": str(image.path or ""), "ssim_mean": float(np.mean(img_scores)),
+                          "n_patches": len(img_scores)})
+    return {"ssim_mean": float(np.mean(scores)), "ssim_sd": float(np.std(scores)),
+            "n_patches": len(scores), "per_image": per_image}
