@@ -265,11 +265,11 @@ def build_net(config: ModelConfig):
 
     try:
         return CellPolNet(**config.network)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise InputError(f"config.json network arguments are invalid ({exc})") from None
 
 
-def load_model(name_or_path, *, weights="best", device="cpu") -> LoadedModel:
+def load_model(name_or_path, *, weights="best", device="cpu", for_inference=True) -> LoadedModel:
     """Open a model folder (or bundled model name) for inference.
 
     Parameters
@@ -280,6 +280,10 @@ def load_model(name_or_path, *, weights="best", device="cpu") -> LoadedModel:
         Which weights file to load.
     device : str or torch.device
         Where to put the network.
+    for_inference : bool
+        Fold BatchNorm into the convolutions and use the device's fastest
+        memory layout (outputs unchanged). False keeps the trainable module,
+        e.g. to fine-tune it.
 
     Raises
     ------
@@ -300,5 +304,12 @@ def load_model(name_or_path, *, weights="best", device="cpu") -> LoadedModel:
         raise InputError(f"weights do not fit the network in config.json "
                          f"({str(exc).splitlines()[0]})", path / fname) from None
     net.eval()
-    net.to(device)
+    if for_inference:
+        import torch
+
+        from .network import prepare_for_device
+
+        net = prepare_for_device(net.fuse_for_inference(), torch.device(device))
+    else:
+        net.to(device)
     return LoadedModel(net=net, config=config, thresholds=thresholds, path=path)

@@ -15,14 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 from typing import Optional, Sequence
-
-# Back PyTorch's large CPU tensors with transparent huge pages: a forward pass
-# allocates fresh activations, and their page faults cost ~20% of the CPU
-# inference time otherwise. Read at the first tensor allocation, so this only
-# takes effect when nothing allocated a tensor before this import.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch
 from torch import nn

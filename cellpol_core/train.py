@@ -385,7 +385,7 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
     if resume and (outdir / CHECKPOINT_FILE).exists():
         config = read_config(outdir)
     elif init is not None:
-        base = load_model(init)
+        base = load_model(init, for_inference=False)
         config = base.config
         init_state = {k: v.detach().cpu() for k, v in base.net.state_dict().items()}
     else:

@@ -1,0 +1,18 @@
+"""Shared test settings."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    # Test tensors are tiny: one thread avoids synchronisation costs, and keeps
+    # results identical whatever the machine's core count.
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
