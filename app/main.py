@@ -1,4 +1,4 @@
-"""``cellpol-gui``: open the viewer on an image, or on the bundled demo."""
+"""``cellpol-gui``: open the desktop app on an image, a project, or the bundled demo."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and its ground-truth vectors.")
     p.add_argument("image", nargs="?", metavar="IMAGE",
                    help="image file (.tif, .tiff, .lsm, .ome.tif)")
+    p.add_argument("--project", metavar="DIR",
+                   help="project folder (cellpol_project.json); with no IMAGE, opens its "
+                        "first image, with its annotations and latest predictions")
     p.add_argument("--vectors", metavar="CSV", help="vectors CSV to draw over the image")
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="render the window, save it as a PNG and exit (for scripts and tests)")
@@ -78,6 +81,19 @@ def main(argv=None) -> int:
 
     image_path = Path(args.image) if args.image else None
     vectors_path = Path(args.vectors) if args.vectors else None
+    project = None
+    if args.project:
+        from .project import Project
+
+        try:
+            project = Project.load(args.project)
+        except InputError as exc:
+            if headless:
+                return _fail(str(exc))
+            project_error = str(exc)
+        else:
+            if image_path is None and project.images:
+                image_path = project.image_path(project.images[0])
     if headless:
         # Scripted use: bad input is one line on stderr, before Qt says anything.
         from cellpol_core.image import read_image
@@ -100,9 +116,10 @@ def main(argv=None) -> int:
 
     _ensure_platform(headless)
     app = _get_app()
-    from .viewer import ViewerWindow
+    from .annotator import AnnotatorWindow
 
-    window = ViewerWindow()
+    window = AnnotatorWindow()
+    window.set_project(project)
     if headless:
         window.set_image(image, path=image_path)
         if vectors is not None:
@@ -125,6 +142,8 @@ def main(argv=None) -> int:
     # Interactive: errors appear as dialogs over the (possibly empty) window.
     from PySide6.QtCore import Qt, QTimer
 
+    if args.project and project is None:
+        window.show_error(project_error)
     opened = window.open_demo() if image_path is None else window.load_image(image_path)
     if opened and vectors_path is not None:
         window.load_vectors(vectors_path)

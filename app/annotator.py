@@ -1,0 +1,711 @@
+"""The main window: orthogonal slice views, pair annotation, a pairs table, projects.
+
+It extends :class:`~cellpol_app.viewer.ViewerWindow` (opening images, drag and
+drop, status bar, device label) with :class:`~cellpol_app.slices.OrthoViews`
+in place of the single XY view, an undoable annotation layer autosaved to the
+open project, and a sortable table of pairs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFileDialog,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cellpol_core.errors import InputError
+
+from .annotations import AnnotationModel
+from .commands import SwapEnds, accept_predictions
+from .jobs import JobRunner
+from .slices import LayerPanel, OrthoViews
+from .viewer import CSV_FILTER, ViewerWindow
+
+__all__ = ["PairsTableModel", "AnnotatorWindow"]
+
+
+class PairsTableModel(QAbstractTableModel):
+    """Rows of an :class:`AnnotationModel`: id, start and end (x, y, z), length in µm."""
+
+    HEADERS = ("#", "start x", "start y", "start z", "end x", "end y", "end z", "length µm")
+
+    def __init__(self, model: AnnotationModel, parent=None):
+        super().__init__(parent)
+        self.model = model
+        model.add_listener(self.refresh)
+
+    def refresh(self):
+        self.beginResetModel()
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self.model)
+
+    def columnCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def value(self, row: int, column: int) -> float:
+        pair = list(self.model)[row]
+        if column == 0:
+            return pair.id
+        if column == 7:
+            vs = self.model.voxel_size or (1.0, 1.0, 1.0)
+            return float(np.linalg.norm((pair.end - pair.start) * np.asarray(vs)))
+        point = pair.start if column <= 3 else pair.end
+        return float(point[(2, 1, 0)[(column - 1) % 3]])
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        if role == Qt.ItemDataRole.UserRole:
+            return self.value(index.row(), index.column())
+        if role == Qt.ItemDataRole.DisplayRole:
+            v = self.value(index.row(), index.column())
+            return str(v) if index.column() == 0 else f"{v:.2f}" if index.column() == 7 \
+                else f"{v:.1f}"
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def pair_id(self, row: int) -> int:
+        return list(self.model)[row].id
+
+    def row_of(self, pair_id: int) -> int:
+        return self.model.index_of(pair_id)
+
+
+class AnnotatorWindow(ViewerWindow):
+    """CellPol main window (see the module docstring).
+
+    Keyboard: A annotation mode, S snap, Del delete the selected pair, R re-pair
+    the two pairs selected in the table, Esc drop a half-placed pair,
+    Ctrl+Z / Ctrl+Shift+Z undo / redo, F fit, M projection, V vectors.
+    """
+
+    def __init__(self, *, detect_device: bool = True, parent=None):
+        self.project = None
+        self.project_entry = None
+        self.annotations = AnnotationModel()
+        self.undo_stack = QUndoStack()  # parented below, once the QMainWindow exists
+        super().__init__(detect_device=detect_device, parent=parent)
+        self.undo_stack.setParent(self)  # deleted with the window, not by the GC at exit
+        self.ortho.set_model(self.annotations, self.undo_stack)
+        self.pairs_model = PairsTableModel(self.annotations, self)
+        self.pairs_proxy = QSortFilterProxyModel(self)
+        self.pairs_proxy.setSourceModel(self.pairs_model)
+        self.pairs_proxy.setSortRole(Qt.ItemDataRole.UserRole)
+        self.pairs_table.setModel(self.pairs_proxy)
+        self.pairs_table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        self.pairs_table.clicked.connect(self._row_clicked)
+        self.annotations.add_listener(self._annotations_changed)
+        self.ortho.cursor_changed.connect(self._cursor_changed)
+        self.ortho.hovered.connect(self._hovered)
+        self.ortho.selection_changed.connect(self._selection_changed)
+        self._build_annotation_ui()
+        self._build_jobs_ui()
+        # The bar's Vectors box and the layer panel's are one setting.
+        self.layer_panel.boxes["vectors"].toggled.connect(self.vectors_box.setChecked)
+        self.vectors_box.toggled.connect(self.layer_panel.boxes["vectors"].setChecked)
+        self._annotations_changed()
+
+    # ------------------------------------------------------------------ building
+    def _build_view(self):
+        self.ortho = OrthoViews()
+        xy = self.ortho.views["xy"]
+        # Names the base class uses for the XY view.
+        self.view_box, self.image_item = xy.view_box, xy.image_item
+        self.pairs_table = QTableView()
+        self.pairs_table.setSortingEnabled(True)
+        self.pairs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.pairs_table.verticalHeader().setVisible(False)
+        self.pairs_table.verticalHeader().setDefaultSectionSize(
+            self.pairs_table.fontMetrics().height() + 6)
+        self.pairs_title = QLabel("Pairs")
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        self.layer_panel = LayerPanel(self.ortho)
+        side_layout.addWidget(self.layer_panel)
+        side_layout.addWidget(self.pairs_title)
+        side_layout.addWidget(self.pairs_table, 1)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.ortho)
+        self.splitter.addWidget(side)
+        self.splitter.setStretchFactor(0, 4)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([900, 280])
+        self.graphics = self.splitter  # what the base layout puts in the middle
+
+    def _build_annotation_ui(self):
+        self.annotate_box = QCheckBox("Annotate (A)")
+        self.annotate_box.setToolTip("Click the start structure, then the end structure")
+        self.annotate_box.toggled.connect(self.set_annotate)
+        self.snap_box = QCheckBox("Snap (S)")
+        self.snap_box.setToolTip(f"Clicks go to the brightest voxel within "
+                                 f"{self.ortho.snap_radius_um:g} µm, in 3D")
+        self.snap_box.toggled.connect(self.set_snap)
+        bar = self.centralWidget().layout().itemAt(1).layout()
+        bar.addSpacing(12)
+        bar.addWidget(self.annotate_box)
+        bar.addWidget(self.snap_box)
+
+        menu = QMenu("&Annotate", self)
+        self.menuBar().insertMenu(self.menuBar().actions()[1], menu)
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        menu.addAction(self.undo_action)
+        menu.addAction(self.redo_action)
+        menu.addSeparator()
+        specs = [("annotate_action", "&Annotation mode", "A",
+                  lambda: self.annotate_box.toggle()),
+                 ("snap_action", "&Snap to maximum", "S", lambda: self.snap_box.toggle()),
+                 ("delete_action", "&Delete pair", QKeySequence.StandardKey.Delete,
+                  self.delete_selected),
+                 ("repair_action", "&Re-pair two selected pairs", "R", self.repair_selected),
+                 ("cancel_action", "&Cancel half-placed pair", "Esc", self.ortho.cancel_pending),
+                 ("accept_action", "Accept &predictions…", "Ctrl+Shift+A",
+                  self.accept_predictions_dialog)]
+        for attr, text, key, slot in specs:
+            action = QAction(text, self)
+            action.setShortcut(key)
+            action.triggered.connect(slot)
+            menu.addAction(action)
+            setattr(self, attr, action)
+        for action in (self.undo_action, self.redo_action):
+            self.addAction(action)
+
+        file_menu = self.menuBar().actions()[0].menu()
+        first = file_menu.actions()[2]  # before the separator ahead of Quit
+        for text, slot in (("&New project…", self.new_project_dialog),
+                           ("Open &project…", self.open_project_dialog),
+                           ("&Import annotations CSV…", self.import_annotations_dialog),
+                           ("&Export annotations CSV…", self.export_annotations_dialog),
+                           ("Export &views as PNG…", self.export_views_dialog)):
+            action = QAction(text, self)
+            action.triggered.connect(slot)
+            file_menu.insertAction(first, action)
+
+    def _build_jobs_ui(self):
+        self.jobs = JobRunner(self)
+        self._job_image = None
+        self._train_name = None
+        self.job_bar = QProgressBar()
+        self.job_bar.setMaximumWidth(220)
+        self.job_bar.setTextVisible(True)
+        self.job_cancel = QPushButton("Cancel")
+        self.job_cancel.clicked.connect(self.jobs.cancel)
+        for w in (self.job_bar, self.job_cancel):
+            w.setVisible(False)
+            self.statusBar().addPermanentWidget(w)
+        self.jobs.progress.connect(self._job_progress)
+        self.jobs.succeeded.connect(self._job_succeeded)
+        self.jobs.failed.connect(self._job_failed)
+        self.jobs.cancelled.connect(
+            lambda: self.statusBar().showMessage(f"{self.jobs.name}: cancelled", 4000))
+        self.jobs.finished.connect(self._job_finished)
+        menu = QMenu("&Jobs", self)
+        self.menuBar().insertMenu(self.menuBar().actions()[3], menu)
+        self.predict_otsu_action = QAction("Predict with &Otsu (classical)", self)
+        self.predict_otsu_action.triggered.connect(lambda: self.predict())
+        self.predict_model_action = QAction("Predict with a &model folder…", self)
+        self.predict_model_action.triggered.connect(self.predict_model_dialog)
+        self.train_action = QAction("&Train on the project's annotations…", self)
+        self.train_action.triggered.connect(self.train_dialog)
+        menu.addAction(self.predict_otsu_action)
+        menu.addAction(self.predict_model_action)
+        menu.addSeparator()
+        menu.addAction(self.train_action)
+        self._job_actions = (self.predict_otsu_action, self.predict_model_action,
+                             self.train_action)
+        self._build_loss_plot()
+
+    def _build_loss_plot(self):
+        import pyqtgraph as pg
+        from PySide6.QtWidgets import QDockWidget
+
+        self.loss_plot = pg.PlotWidget(background="#101010")
+        self.loss_plot.setLabel("bottom", "epoch")
+        self.loss_plot.setLabel("left", "loss")
+        self.loss_plot.addLegend(offset=(-10, 10))
+        self.train_curve = self.loss_plot.plot([], [], pen=pg.mkPen(80, 200, 255, width=2),
+                                               symbol="o", symbolSize=5, name="train")
+        self.val_curve = self.loss_plot.plot([], [], pen=pg.mkPen(255, 170, 40, width=2),
+                                             symbol="o", symbolSize=5, name="validation")
+        self.loss_dock = QDockWidget("Training", self)
+        self.loss_dock.setObjectName("training")
+        self.loss_dock.setWidget(self.loss_plot)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.loss_dock)
+        self.loss_dock.setVisible(False)
+        self.loss_history = {"epoch": [], "train": [], "val": []}
+
+    # ------------------------------------------------------------------ jobs
+    def predict(self, *, model=None) -> bool:
+        """Predict vectors of the current image in a worker thread.
+
+        The CSV goes to the project's ``predictions/`` folder (a temporary
+        folder without a project) and is shown as the vectors layer when done.
+
+        Parameters
+        ----------
+        model : str or Path, optional
+            Model folder or bundled model name; the Otsu baseline when None.
+        """
+        import tempfile
+
+        from cellpol_core.predict import predict_files
+
+        if self.image_path is None or self.loaded is None:
+            self.statusBar().showMessage("Open an image first", 4000)
+            return False
+        if self.project is not None:
+            outdir = self.project.root / "predictions"
+        else:
+            outdir = Path(tempfile.mkdtemp(prefix="cellpol_predictions_"))
+        channels = self.loaded.channels if len(self.loaded.channels) == 2 else None
+        started = self.jobs.start(
+            "Predict", predict_files, [self.image_path], outdir=outdir,
+            method="otsu" if model is None else "model", model=model, channels=channels,
+            voxel_size=self.voxel_size)
+        if started:
+            self._job_image = self.image_path
+            self._job_started("Predict…")
+        return started
+
+    def training_data(self):
+        """(image paths, annotation CSVs) of the project images that have pairs."""
+        from cellpol_core.vectors import read_vectors
+
+        images, tables = [], []
+        if self.project is None:
+            return images, tables
+        for entry in self.project.images:
+            if not entry.annotations:
+                continue
+            csv = self.project.resolve(entry.annotations)
+            try:
+                if csv.is_file() and len(read_vectors(csv)):
+                    images.append(self.project.image_path(entry))
+                    tables.append(csv)
+            except InputError:
+                continue
+        return images, tables
+
+    def train(self, *, epochs=20, name=None, init=None, **options) -> bool:
+        """Train a model on the project's annotated images in a worker thread.
+
+        The model folder is ``<project>/models/<name>`` and is added to the
+        project when training ends. ``options`` go to
+        :func:`cellpol_core.train.train` (``patch_size``, ``device``, ...).
+        """
+        import time
+
+        from cellpol_core.train import train
+
+        if self.project is None:
+            self.show_error("Training needs a project: File → New project")
+            return False
+        images, tables = self.training_data()
+        if not images:
+            self.show_error("No annotated image in the project: annotate some pairs first")
+            return False
+        name = name or time.strftime("model_%Y%m%d_%H%M%S")
+        outdir = self.project.root / "models" / name
+        channels = self.project.find_image(images[0]).channels if \
+            self.project.find_image(images[0]) else None
+        started = self.jobs.start("Train", train, images, tables, outdir=outdir, epochs=epochs,
+                                  init=init, channels=channels, **options)
+        if started:
+            self._train_name = name
+            self.loss_history = {"epoch": [], "train": [], "val": []}
+            self.train_curve.setData([], [])
+            self.val_curve.setData([], [])
+            self.loss_dock.setVisible(True)
+            self._job_started("Train…")
+        return started
+
+    def train_dialog(self):
+        epochs, ok = QInputDialog.getInt(self, "Train", "Epochs:", 20, 1, 10000)
+        if ok:
+            self.train(epochs=epochs)
+
+    def _job_started(self, text):
+        for action in self._job_actions:
+            action.setEnabled(False)
+        self.job_bar.setRange(0, 0)
+        self.job_bar.setFormat(text)
+        self.job_bar.setVisible(True)
+        self.job_cancel.setVisible(True)
+
+    def predict_model_dialog(self):
+        folder = QFileDialog.getExistingDirectory(self, "Model folder", self._last_dir)
+        if folder:
+            self.predict(model=folder)
+
+    def _job_progress(self, event):
+        if event.total:
+            self.job_bar.setRange(0, int(event.total))
+            self.job_bar.setValue(int(event.step))
+        text = f"{self.jobs.name}: {event.message}" if event.message else self.jobs.name
+        eta = event.data.get("eta_s")
+        if eta is not None:
+            text += f" · ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+        self.job_bar.setFormat(text[:60])
+        if event.data.get("epoch_end"):
+            h = self.loss_history
+            h["epoch"].append(event.data.get("epoch", len(h["epoch"]) + 1))
+            h["train"].append(float(event.data.get("train_loss", np.nan)))
+            h["val"].append(float(event.data.get("val_loss", np.nan)))
+            self.train_curve.setData(h["epoch"], h["train"])  # updated in place
+            self.val_curve.setData(h["epoch"], h["val"])
+
+    def _job_succeeded(self, result):
+        if self.jobs.name == "Train":
+            entry = self.project.add_model(self._train_name, Path(result))
+            self.statusBar().showMessage(f"Model saved: {entry.path}", 6000)
+            return
+        written = result
+        paths = [Path(p) for p in (written or [])]
+        if not paths:
+            return
+        if self._job_image != self.image_path:
+            return  # the user opened another image meanwhile
+        if self.project is not None and self.project_entry is not None:
+            self.project.add_prediction(self.project_entry, paths[0])
+        self.load_vectors(paths[0])
+        n = 0 if self.vectors is None else len(self.vectors)
+        self.statusBar().showMessage(f"Predicted {n} vectors → {paths[0].name}", 6000)
+
+    def _job_failed(self, message):
+        self.show_error(f"{self.jobs.name} failed: {message}")
+
+    def _job_finished(self):
+        for action in self._job_actions:
+            action.setEnabled(True)
+        self.job_bar.setVisible(False)
+        self.job_cancel.setVisible(False)
+
+    def closeEvent(self, event):
+        self.jobs.cancel()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ modes
+    def set_annotate(self, on: bool):
+        self.ortho.annotate = bool(on)
+        if not on:
+            self.ortho.cancel_pending()
+        if self.annotate_box.isChecked() != bool(on):
+            self.annotate_box.setChecked(bool(on))
+        self._annotations_changed()
+
+    def set_snap(self, on: bool):
+        self.ortho.snap = bool(on)
+        if self.snap_box.isChecked() != bool(on):
+            self.snap_box.setChecked(bool(on))
+
+    def delete_selected(self):
+        self.ortho.delete_selected()
+
+    def selected_rows_ids(self) -> list:
+        rows = self.pairs_table.selectionModel().selectedRows() \
+            if self.pairs_table.selectionModel() else []
+        return [self.pairs_model.pair_id(self.pairs_proxy.mapToSource(r).row()) for r in rows]
+
+    def repair_selected(self) -> bool:
+        """Swap the ends of the two pairs selected in the table."""
+        ids = self.selected_rows_ids()
+        if len(ids) != 2:
+            self.statusBar().showMessage("Re-pair: select two pairs in the table "
+                                         "(Ctrl+click)", 4000)
+            return False
+        self.undo_stack.push(SwapEnds(self.annotations, *ids))
+        return True
+
+    def accept_predictions(self, *, min_score=None) -> int:
+        """Copy the shown vectors (with score >= ``min_score``) into the annotations.
+
+        One undo step. Returns the number of pairs added.
+        """
+        if self.vectors is None:
+            return 0
+        command = accept_predictions(self.annotations, self.vectors, min_score=min_score)
+        if command is None:
+            return 0
+        self.undo_stack.push(command)
+        return len(command.ids)
+
+    def accept_predictions_dialog(self):
+        if self.vectors is None or len(self.vectors) == 0:
+            self.statusBar().showMessage("No predictions shown: open a vectors CSV first", 4000)
+            return
+        min_score = None
+        if self.vectors.score is not None:
+            min_score, ok = QInputDialog.getDouble(
+                self, "Accept predictions", "Accept vectors with a score of at least:",
+                0.5, 0.0, 1.0, 2)
+            if not ok:
+                return
+        n = self.accept_predictions(min_score=min_score)
+        self.statusBar().showMessage(f"Accepted {n} predictions into the annotations", 4000)
+
+    # ------------------------------------------------------------------ image
+    def set_loaded(self, loaded, *, path=None):
+        self.ortho.set_volume(loaded.planes, loaded.limits, voxel_size=loaded.image.voxel_size,
+                              mip=loaded.mip, mip_limits=loaded.mip_limits)
+        super().set_loaded(loaded, path=path)
+        self.undo_stack.clear()
+        names = list(loaded.image.channel_names)
+        label = [names[c] if c < len(names) else f"C{c}" for c in loaded.channels]
+        self.layer_panel.set_channel_names(label[0], label[-1])
+        self.layer_panel.boxes["end"].setEnabled(len(loaded.channels) == 2)
+        self.layer_panel.sliders["end"].setEnabled(len(loaded.channels) == 2)
+        vs = self.voxel_size
+        table = None
+        autosave = None
+        if self.project is not None and self.image_path is not None:
+            try:
+                self.project_entry = self.project.find_image(self.image_path) or \
+                    self.project.add_image(self.image_path, channels=self._channel_pair(),
+                                           voxel_size=vs)
+                autosave = self.project.annotations_path(self.project_entry)
+                if self.project_entry.annotations is None:  # where autosave will write
+                    self.project_entry.annotations = self.project.relative(autosave)
+                    self.project.save()
+                table = self.project.load_annotations(self.project_entry)
+                self._show_prediction()
+            except (InputError, OSError) as exc:
+                self.show_error(str(exc))
+        self.annotations.voxel_size = vs
+        self.annotations.ndim = 3 if self.is_3d else 2
+        self.annotations.autosave_path = None
+        self.annotations.replace_all(table)
+        self.annotations.autosave_path = autosave
+        self._annotations_changed()
+
+    def _channel_pair(self):
+        ch = self.loaded.channels
+        return ch if len(ch) == 2 else (0, 1)
+
+    def _show_prediction(self):
+        entry = self.project_entry
+        if entry is None or not entry.predictions:
+            return
+        path = self.project.resolve(entry.predictions[-1])
+        if path.is_file():
+            self.load_vectors(path)
+
+    def set_vectors(self, table, *, path=None):
+        super().set_vectors(table, path=path)
+        self.ortho.set_vectors(table)
+
+    def set_slice(self, z: int):
+        super().set_slice(z)
+        if self.loaded is not None and self.ortho.cursor[0] != self._z:
+            c = self.ortho.cursor.copy()
+            c[0] = self._z
+            self.ortho.set_cursor(c)
+
+    def set_mip(self, on: bool):
+        super().set_mip(on)
+        self.ortho.set_mip(self._mip)
+        self.displayed_rgb = self.ortho.views["xy"].rgb
+
+    def fit_view(self):
+        self.ortho.fit()
+
+    def _render(self):
+        if self.loaded is None:
+            return
+        self.ortho.set_mip(self._mip)
+        self.displayed_rgb = self.ortho.views["xy"].rgb
+
+    def _update_overlay(self):
+        if hasattr(self, "ortho"):
+            self.ortho.show_vectors = self.vectors_box.isChecked()
+            self.ortho.update_overlays()
+
+    def _cursor_changed(self, cursor):
+        if cursor[0] != self._z:
+            ViewerWindow.set_slice(self, cursor[0])
+        self.displayed_rgb = self.ortho.views["xy"].rgb
+
+    def _hovered(self, point, name):
+        self.position_label.setText(self.point_text(point))
+
+    def point_text(self, point) -> str:
+        """Status text for a 3D point (z, y, x) in voxels."""
+        if self.loaded is None:
+            return ""
+        shape = self.ortho.shape
+        idx = np.floor(np.asarray(point, float) + 0.5).astype(int)
+        if not all(0 <= i < n for i, n in zip(idx, shape)):
+            return self._describe_image()
+        z, y, x = (int(i) for i in idx)
+        parts = [f"x {x}  y {y}  z {z} (voxels)" if self.is_3d else f"x {x}  y {y} (pixels)"]
+        vs = self.voxel_size
+        if vs:
+            um = f"{x * vs[2]:.2f}, {y * vs[1]:.2f}" + (f", {z * vs[0]:.2f}" if self.is_3d else "")
+            parts.append(f"{um} µm")
+        else:
+            parts.append("no calibration (µm unknown)")
+        names = list(self.loaded.image.channel_names)
+        for k, c in enumerate(self.loaded.channels):
+            label = names[c] if c < len(names) else f"C{c}"
+            value = self.loaded.planes[k, z, y, x]
+            text = f"{value:.4g}" if np.issubdtype(self.loaded.planes.dtype, np.floating) \
+                else str(int(value))
+            parts.append(f"{label} {text}")
+        return "   ·   ".join(parts)
+
+    def eventFilter(self, obj, event):
+        return QWidget.eventFilter(self, obj, event)
+
+    # ------------------------------------------------------------------ table
+    def _annotations_changed(self):
+        n = len(self.annotations)
+        where = ""
+        if self.annotations.autosave_path is not None:
+            where = f" · autosaved to {self.annotations.autosave_path.name}"
+        elif self.loaded is not None:
+            where = " · not saved: open or create a project"
+        mode = "  [annotating]" if self.ortho.annotate else ""
+        self.pairs_title.setText(f"Pairs: {n}{where}{mode}")
+        self.pairs_title.setToolTip(str(self.annotations.autosave_path or ""))
+
+    def _row_clicked(self, proxy_index):
+        row = self.pairs_proxy.mapToSource(proxy_index).row()
+        pair_id = self.pairs_model.pair_id(row)
+        pair = self.annotations.get(pair_id)
+        self.ortho.select(pair_id)
+        self.ortho.centre_on((pair.start + pair.end) / 2)
+
+    def _selection_changed(self, pair_id):
+        if pair_id is None or pair_id not in self.annotations.ids:
+            return
+        source = self.pairs_model.index(self.pairs_model.row_of(pair_id), 0)
+        index = self.pairs_proxy.mapFromSource(source)
+        if index.isValid():
+            self.pairs_table.scrollTo(index)
+
+    # ------------------------------------------------------------------ projects
+    def set_project(self, project):
+        """Use ``project`` (a :class:`~cellpol_app.project.Project`); None closes it."""
+        self.project = project
+        self.project_entry = None
+        if project is not None:
+            self._last_dir = str(project.root)
+
+    def open_project(self, folder) -> bool:
+        """Open the project in ``folder`` and its first image; errors go to a dialog."""
+        from .project import Project
+
+        try:
+            project = Project.load(folder)
+        except InputError as exc:
+            self.show_error(str(exc))
+            return False
+        self.set_project(project)
+        if project.images:
+            return self.load_image(project.image_path(project.images[0]), background=False)
+        if self.image_path is not None and self.loaded is not None:
+            self.set_loaded(self.loaded, path=self.image_path)
+        return True
+
+    def new_project(self, folder) -> bool:
+        """Create a project in ``folder``; the open image joins it."""
+        from .project import Project
+
+        try:
+            project = Project.create(folder)
+        except (InputError, OSError) as exc:
+            self.show_error(str(exc))
+            return False
+        self.set_project(project)
+        if self.loaded is not None and self.image_path is not None:
+            pairs = self.annotations.to_table()
+            self.set_loaded(self.loaded, path=self.image_path)
+            if len(pairs) and len(self.annotations) == 0:
+                self.annotations.replace_all(pairs)
+                self.annotations.save(self.annotations.autosave_path)
+        return True
+
+    def new_project_dialog(self):
+        folder = QFileDialog.getExistingDirectory(self, "New project folder", self._last_dir)
+        if folder:
+            self.new_project(folder)
+
+    def open_project_dialog(self):
+        folder = QFileDialog.getExistingDirectory(self, "Open project folder", self._last_dir)
+        if folder:
+            self.open_project(folder)
+
+    def import_annotations(self, path) -> bool:
+        """Replace the annotations with a CellPol or VAT CSV (then autosaved)."""
+        from cellpol_core.vectors import read_vectors
+
+        try:
+            table = read_vectors(path)
+        except InputError as exc:
+            self.show_error(str(exc))
+            return False
+        self.undo_stack.clear()
+        self.annotations.replace_all(table)
+        if self.annotations.autosave_path is not None:
+            self.annotations.save(self.annotations.autosave_path)
+        return True
+
+    def export_annotations(self, path) -> bool:
+        try:
+            self.annotations.save(path)
+        except OSError as exc:
+            self.show_error(f"{path}: cannot write ({exc.strerror})")
+            return False
+        return True
+
+    def export_views(self, path) -> bool:
+        """Save the slice views (as on screen) to a PNG."""
+        if not self.ortho.grab().save(str(path)):
+            self.show_error(f"{path}: cannot write the PNG")
+            return False
+        return True
+
+    def export_views_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Export views", self._last_dir,
+                                              "PNG images (*.png)")
+        if path:
+            self.export_views(path if path.lower().endswith(".png") else path + ".png")
+
+    def import_annotations_dialog(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Import annotations", self._last_dir,
+                                              CSV_FILTER)
+        if path:
+            self.import_annotations(path)
+
+    def export_annotations_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Export annotations", self._last_dir,
+                                              CSV_FILTER)
+        if path:
+            self.export_annotations(Path(path))

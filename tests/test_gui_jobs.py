@@ -1,0 +1,195 @@
+"""Long jobs in worker threads: predict from the window, progress, cancel, errors."""
+
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("superqt")
+
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from cellpol_core.errors import InputError  # noqa: E402
+from cellpol_core.image import write_ome_tiff  # noqa: E402
+from cellpol_core.jobs import ProgressEvent  # noqa: E402
+from cellpol_core.vectors import VectorTable, write_vectors  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+SHAPE = (12, 48, 64)
+VOXEL = (1.0, 0.5, 0.25)
+NUCLEI = [(2, 12, 14), (6, 30, 30), (10, 20, 50)]
+GOLGI = [(3, 14, 20), (6, 36, 34), (11, 26, 54)]
+
+
+def _blobs(centres, rng):
+    z, y, x = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
+    out = rng.normal(100, 5, SHAPE)
+    for cz, cy, cx in centres:
+        out += 3000 * np.exp(-(((z - cz) / 1.2) ** 2 + ((y - cy) / 2.0) ** 2
+                               + ((x - cx) / 3.0) ** 2) / 2)
+    return np.clip(out, 0, 65535).astype(np.uint16)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    calls = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda *args, **kw: calls.append(args))
+    return calls
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, errors):
+    from cellpol_app.annotator import AnnotatorWindow
+    from cellpol_app.project import Project
+
+    rng = np.random.default_rng(1)
+    image = tmp_path / "phantom.ome.tif"
+    write_ome_tiff(image, np.stack([_blobs(NUCLEI, rng), _blobs(GOLGI, rng)]),
+                   voxel_size=VOXEL, channel_names=["nucleus", "golgi"])
+    w = AnnotatorWindow(detect_device=False)
+    qtbot.addWidget(w)
+    w.set_project(Project.create(tmp_path / "proj"))
+    assert w.load_image(image, background=False)
+    return w
+
+
+def _job(steps, *, gate=None, fail=None, cancel=None):
+    for k in range(steps):
+        if cancel is not None:
+            cancel.check()
+        if gate is not None:
+            gate.wait(5)
+        yield ProgressEvent("work", k, steps, message=f"step {k}",
+                            data={"thread": threading.get_ident()})
+    if fail is not None:
+        raise fail
+    return steps * 10
+
+
+def test_runner_result_progress_off_the_gui_thread(qtbot):
+    from cellpol_app.jobs import JobRunner
+
+    runner = JobRunner()
+    events, results = [], []
+    runner.progress.connect(events.append)
+    runner.succeeded.connect(results.append)
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        assert runner.start("demo", _job, 3)
+        assert runner.running
+    assert results == [30] and [e.step for e in events] == [0, 1, 2]
+    assert all(e.data["thread"] != threading.get_ident() for e in events)
+    assert not runner.running
+
+
+def test_runner_cancel_and_errors(qtbot):
+    from cellpol_app.jobs import JobRunner
+
+    runner = JobRunner()
+    gate = threading.Event()
+    cancelled, failed, results = [], [], []
+    runner.cancelled.connect(lambda: cancelled.append(1))
+    runner.failed.connect(failed.append)
+    runner.succeeded.connect(results.append)
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        assert runner.start("slow", _job, 1000, gate=gate)
+        assert not runner.start("second", _job, 1)  # one at a time
+        runner.cancel()
+        gate.set()
+    assert cancelled == [1] and not failed and not results
+
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        runner.start("bad", _job, 1, fail=InputError("no voxel size", "x.tif"))
+    assert failed == ["x.tif: no voxel size"]
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        runner.start("bug", _job, 1, fail=RuntimeError("boom\nmore"))
+    assert failed[-1] == "RuntimeError: boom"
+
+
+def test_predict_otsu_from_the_window(window, qtbot, errors):
+    assert window.predict()
+    assert window.job_bar.isVisibleTo(window) and not window.predict_otsu_action.isEnabled()
+    qtbot.waitUntil(lambda: not window.jobs.running and window.vectors is not None,
+                    timeout=30000)
+    assert not errors and window.predict_otsu_action.isEnabled()
+    assert not window.job_bar.isVisibleTo(window)
+    table = window.vectors
+    assert len(table) == 3
+    order = np.argsort(table.start[:, 2])
+    np.testing.assert_allclose(table.start[order], NUCLEI, atol=0.5)
+    # The last golgi sits on the last slice: its centroid is pulled inside (10.4).
+    np.testing.assert_allclose(table.end[order], GOLGI, atol=0.7)
+    out = window.project.root / "predictions" / "phantom_vectors.csv"
+    assert window.vectors_path == out and out.is_file()
+    assert window.project_entry.predictions == ["predictions/phantom_vectors.csv"]
+    assert window.ortho.vectors is table
+
+
+def test_predict_with_missing_model_shows_error(window, qtbot, errors, tmp_path):
+    assert window.predict(model=tmp_path / "no_model")
+    qtbot.waitUntil(lambda: not window.jobs.running and len(errors) == 1, timeout=30000)
+    assert "Predict failed" in errors[0][2] and "no_model" in errors[0][2]
+    assert window.vectors is None
+
+
+def test_score_slider_filters_vectors(window, tmp_path):
+    pred = tmp_path / "pred.csv"
+    write_vectors(pred, VectorTable(np.array(NUCLEI, float), np.array(GOLGI, float),
+                                    score=[0.9, 0.3, 0.6]))
+    window.load_vectors(pred)
+    window.set_mip(True)  # every vector crosses the projection
+    panel = window.layer_panel
+    assert window.ortho.visible("xy", "vectors")[0].tolist() == [0, 1, 2]
+    panel.score_slider.setValue(50)
+    assert panel.score_label.text() == "min score 0.50"
+    assert window.ortho.visible("xy", "vectors")[0].tolist() == [0, 2]
+    assert len(window.ortho.views["xy"].vector_dots.data) == 4
+    panel.score_slider.setValue(95)
+    assert window.ortho.visible("xy", "vectors")[0].tolist() == []
+
+
+def _annotate(window):
+    for s, e in zip(NUCLEI, GOLGI):
+        window.annotations.add_pair(s, e)
+
+
+TINY = dict(steps_per_epoch=1, patch_size=(16, 32, 32), batch_size=1, device="cpu",
+            arch="light", seed=0, val_fraction=0.25)
+
+
+@pytest.mark.slow  # about 6 s on 2 shared CPU cores (torch import + one epoch)
+def test_train_one_epoch_adds_model_and_loss_curve(window, qtbot, errors):
+    from cellpol_app.project import Project
+
+    assert not window.train(epochs=1, name="tiny", **TINY)  # nothing annotated yet
+    assert "annotate" in errors[-1][2]
+    errors.clear()
+    _annotate(window)
+    assert window.train(epochs=1, name="tiny", **TINY)
+    assert window.loss_dock.isVisibleTo(window) and not window.train_action.isEnabled()
+    qtbot.waitUntil(lambda: not window.jobs.running, timeout=60000)
+    assert not errors
+    model_dir = window.project.root / "models" / "tiny"
+    assert (model_dir / "config.json").is_file()
+    assert [(m.name, m.path) for m in Project.load(window.project.root).models] == \
+        [("tiny", "models/tiny")]
+    x, y = window.train_curve.getData()
+    assert list(x) == [1] and np.isfinite(y).all() and y[0] > 0
+    assert window.train_action.isEnabled()
+
+
+def test_train_cancel(window, qtbot, errors):
+    _annotate(window)
+    cancelled = []
+    window.jobs.cancelled.connect(lambda: cancelled.append(1))
+    assert window.train(epochs=50, name="stopped", **TINY)
+    window.jobs.cancel()  # the job checks before its first step
+    qtbot.waitUntil(lambda: not window.jobs.running, timeout=30000)
+    assert cancelled == [1] and not errors
+    assert window.project.models == []  # nothing registered
+    x, _ = window.train_curve.getData()
+    assert x is None or len(x) == 0
+    # The checkpoint saved on cancel lets a later run resume.
+    assert (window.project.root / "models" / "stopped" / "checkpoint_last.pt").is_file()
+    assert not window.job_bar.isVisibleTo(window) and window.train_action.isEnabled()
