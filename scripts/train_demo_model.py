@@ -100,7 +100,9 @@ def main(argv=None) -> int:
         dest = ROOT / "resources" / "models" / "demo"
         if dest.exists():
             shutil.rmtree(dest)
-        shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns(CHECKPOINT_FILE))
+        # The bundled copy keeps only the best weights (size limit 30 MB).
+        shutil.copytree(model_dir, dest,
+                        ignore=shutil.ignore_patterns(CHECKPOINT_FILE, "weights_last.pt"))
         size = sum(f.stat().st_size for f in dest.iterdir()) / 1e6
         print(f"installed {dest} ({size:.1f} MB)")
     return 0
