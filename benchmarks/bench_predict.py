@@ -70,7 +70,11 @@ def main(argv=None) -> int:
 
         tile, origins, _ = plan_tiles(shape, tile=DEFAULT_TILE_3D, overlap=DEFAULT_OVERLAP_3D,
                                       multiple=model.net.size_multiple())
-        flops = network_flops(model.net, tile, spatial_dims=dims) * len(origins)
+        # Count on the plain module: the fused one calls oneDNN kernels that
+        # torch's FLOP counter does not see.
+        from cellpol_core.model import build_net
+
+        flops = network_flops(build_net(model.config).eval(), tile, spatial_dims=dims) * len(origins)
     parts = timings.as_dict()
     outside = wall - timings.network
     gflops = flops / 1e9 / max(timings.network, 1e-9)

@@ -60,6 +60,10 @@ def register(sub):
                    help="patch size X Y Z (2D: X Y); default 128 128 64, shrunk to the images")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--alpha", type=float, default=1.0,
+                   help="weight of the heatmap losses (default 1)")
+    p.add_argument("--beta", type=float, default=1.0,
+                   help="weight of the pull/push embedding losses (default 1)")
     p.add_argument("--arch", default="light", help="network preset: light (default), paper, "
                                                    "ctrdet-light, ctrdet-paper")
     p.add_argument("--preset", default="nucleus-golgi",
@@ -168,7 +172,7 @@ def run(args) -> int:
                 device=args.device, seed=args.seed, resume=args.resume, preset=args.preset,
                 channels=args.channels, structures=args.structures, axes=args.axes,
                 voxel_size=voxel_size_from_args(args),
-                model_voxel_size=_model_voxel_size(args))
+                model_voxel_size=_model_voxel_size(args), alpha=args.alpha, beta=args.beta)
     epochs_done = []
     device_seen = []
 
