@@ -85,7 +85,8 @@ def main(argv=None) -> int:
     print(f"wall time (predict_files): {wall:.2f} s")
     for k in ("read_s", "normalise_s", "network_s", "decode_s", "write_s"):
         print(f"  {k[:-2]:<10} {parts[k]:7.2f} s  {100 * parts[k] / wall:5.1f} %")
-    print(f"  other      {wall - timings.total():7.2f} s")
+    print("  (tiles are read, resampled and normalised in a background thread while the "
+          "network runs, so the parts overlap)")
     print(f"network: {flops / 1e9:.1f} GFLOP, {gflops:.1f} GFLOP/s = "
           f"{100 * gflops / args.peak:.1f} % of {args.peak:g} GFLOP/s peak")
     print(f"outside the network: {outside:.2f} s = {100 * outside / wall:.1f} % of wall time")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -269,23 +270,34 @@ def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel):
     dev = device or next(net.parameters()).device
     n = len(plan.origins)
     yield "progress", ProgressEvent("tiles", 0, n, message=f"{n} tiles of {plan.tile}")
-    for b in range(0, n, batch_size):
-        if cancel is not None:
-            cancel.check()
-        batch_origins = plan.origins[b:b + batch_size]
-        x = np.stack([plan.reader.read(o, plan.tile) for o in batch_origins])
-        t1 = time.perf_counter()
-        xt = torch.from_numpy(x).to(dev)
-        if plan.dims == 3 and dev.type == "cpu":
-            xt = xt.contiguous(memory_format=torch.channels_last_3d)
-        with torch.inference_mode(), autocast_context(dev):
-            out = net(xt)
-        maps = {k: v.float().cpu().numpy()[:, 0] for k, v in out.items()}
-        timings.network += time.perf_counter() - t1
-        timings.tiles += len(batch_origins)
-        for k in range(len(batch_origins)):
-            yield "tile", b + k, {name: m[k] for name, m in maps.items()}
-        yield "progress", ProgressEvent("tiles", min(b + batch_size, n), n)
+    starts = list(range(0, n, batch_size))
+
+    def read_batch(b):
+        return np.stack([plan.reader.read(o, plan.tile) for o in plan.origins[b:b + batch_size]])
+
+    # One reader thread prepares the next batch (read, resample, normalise)
+    # while the network and the decoding of this one run; one batch in flight
+    # keeps memory bounded and the reader's state single-threaded.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellpol-tiles") as pool:
+        pending = pool.submit(read_batch, starts[0]) if starts else None
+        for i, b in enumerate(starts):
+            if cancel is not None:
+                cancel.check()
+            x = pending.result()
+            pending = pool.submit(read_batch, starts[i + 1]) if i + 1 < len(starts) else None
+            count = x.shape[0]
+            t1 = time.perf_counter()
+            xt = torch.from_numpy(x).to(dev)
+            if plan.dims == 3 and dev.type == "cpu":
+                xt = xt.contiguous(memory_format=torch.channels_last_3d)
+            with torch.inference_mode(), autocast_context(dev):
+                out = net(xt)
+            maps = {k: v.float().cpu().numpy()[:, 0] for k, v in out.items()}
+            timings.network += time.perf_counter() - t1
+            timings.tiles += count
+            for k in range(count):
+                yield "tile", b + k, {name: m[k] for name, m in maps.items()}
+            yield "progress", ProgressEvent("tiles", min(b + batch_size, n), n)
     timings.read += plan.reader.t_read
     timings.normalise += plan.reader.t_norm
 
