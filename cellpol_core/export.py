@@ -44,7 +44,7 @@ import numpy as np
 
 from .atomic import write_text_atomic
 from .errors import InputError
-from .vectors import DEFAULT_STRUCTURES, VectorTable
+from .vectors import DEFAULT_STRUCTURES, VectorTable, read_csv_rows
 
 POLARITYJAM_COLUMNS = ("label", "nuc_X", "nuc_Y", "organelle_X", "organelle_Y",
                        "organelle_orientation_rad", "organelle_orientation_deg")
@@ -64,19 +64,6 @@ def _write_csv(path, header, rows):
     w.writerow(header)
     w.writerows(rows)
     write_text_atomic(path, buf.getvalue())
-
-
-def _read_rows(path) -> list:
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a folder, expected a CSV file", path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError("not a text CSV file", path) from None
-    return [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
 
 
 def _number(value, path, line, column, *, allow_empty=False):
@@ -156,7 +143,7 @@ def read_napari_points(path) -> tuple:
     InputError
         Missing axis columns, more than 3 axes, bad numbers, duplicate pair ids.
     """
-    rows = _read_rows(path)
+    rows = read_csv_rows(path)
     if not rows:
         raise InputError("empty file; expected a napari points CSV (index,axis-0,axis-1,...)", path)
     header = [c.strip() for c in rows[0]]
@@ -271,7 +258,7 @@ def read_polarityjam(path, *, names: Sequence[str] = DEFAULT_STRUCTURES) -> Vect
     names : (str, str)
         Names to give the nucleus (start) and organelle (end) structures.
     """
-    rows = _read_rows(path)
+    rows = read_csv_rows(path)
     if not rows:
         raise InputError("empty file; expected a Polarity-JaM CSV", path)
     header = [c.strip() for c in rows[0]]

@@ -39,8 +39,6 @@ never runs code.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import time
@@ -52,7 +50,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .atomic import write_text_atomic
 from .errors import InputError
 from .jobs import CancelToken, ProgressEvent
 from .model import load_state, save_state, write_json
@@ -262,42 +259,6 @@ def _split(patch):
     return (patch[:2] > 0.5).astype(np.float32), np.ascontiguousarray(patch[2:], np.float32)
 
 
-def _fit_patch(patch, shapes, multiple) -> tuple:
-    out = []
-    for axis, p in enumerate(patch):
-        largest = max(s[axis] for s in shapes)
-        cap = int(math.ceil(largest / multiple) * multiple)
-        p = int(math.ceil(int(p) / multiple) * multiple)
-        out.append(max(multiple, min(p, cap)))
-    return tuple(out)
-
-
-def _cpu_state(net) -> dict:
-    return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-
-
-def _write_log(path, rows):
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    write_text_atomic(path, buf.getvalue())
-
-
-def _read_log(path) -> list:
-    if not Path(path).exists():
-        return []
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = []
-    for r in rows:
-        row = {k: (r[k] if k == "device" else float(r[k])) for k in LOG_COLUMNS if k in r}
-        row["epoch"] = int(row["epoch"])
-        out.append(row)
-    return out
-
-
 def read_gan_config(gan_dir) -> dict:
     """``config.json`` of a GAN folder, checked."""
     path = Path(gan_dir) / CONFIG_FILE
@@ -384,7 +345,8 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
         Checked between steps; the last checkpoint is saved first.
     """
     from .network import autocast_context, device_description, select_device
-    from .train import PatchSampler, augment
+    from .train import (PatchSampler, augment, cpu_state_dict, fit_patch_size,
+                        read_training_log, write_training_log)
 
     outdir = Path(outdir)
     torch.manual_seed(seed)
@@ -429,7 +391,8 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
     gen = UNetGenerator(**cfg["generator"])
     disc = PatchDiscriminator(**cfg["discriminator"])
     multiple = max(gen.size_multiple(), disc.size_multiple())
-    patch_size = _fit_patch(cfg["patch_size_zyx"], [it.spatial_shape for it in items], multiple)
+    patch_size = fit_patch_size(cfg["patch_size_zyx"], [it.spatial_shape for it in items],
+                                (multiple,) * len(cfg["patch_size_zyx"]))
     cfg["patch_size_zyx"] = list(patch_size)
     dev = select_device(device)
     desc = device_description(dev)
@@ -448,7 +411,7 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
         start_epoch = int(ck["epoch"])
         rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"])
-        log_rows = _read_log(outdir / TRAINING_LOG)[:start_epoch]
+        log_rows = read_training_log(outdir / TRAINING_LOG, LOG_COLUMNS)[:start_epoch]
     outdir.mkdir(parents=True, exist_ok=True)
     write_json(outdir / CONFIG_FILE, cfg)
     MaskDictionary(starts, ends, vs, ndim=dims, structures=tuple(cfg["structures"]),
@@ -456,7 +419,7 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
 
     def checkpoint(epoch):
         save_state(outdir / CHECKPOINT_FILE, {
-            "generator": _cpu_state(gen), "discriminator": _cpu_state(disc),
+            "generator": cpu_state_dict(gen), "discriminator": cpu_state_dict(disc),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": int(epoch),
             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
 
@@ -522,9 +485,9 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
         row = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()},
                "seconds": time.perf_counter() - t0, "device": desc}
         log_rows.append(row)
-        save_state(outdir / GENERATOR_FILE, _cpu_state(gen))
-        save_state(outdir / DISCRIMINATOR_FILE, _cpu_state(disc))
-        _write_log(outdir / TRAINING_LOG, log_rows)
+        save_state(outdir / GENERATOR_FILE, cpu_state_dict(gen))
+        save_state(outdir / DISCRIMINATOR_FILE, cpu_state_dict(disc))
+        write_training_log(outdir / TRAINING_LOG, log_rows, LOG_COLUMNS)
         checkpoint(epoch + 1)
         yield ProgressEvent("gan", (epoch + 1) * steps_per_epoch, total,
                             message=f"epoch {epoch + 1}/{epochs} D {row['d_loss']:.4f} "

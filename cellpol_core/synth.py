@@ -281,24 +281,12 @@ def load_annotated(images, vectors, *, channels=None, structures=None, axes=None
     list of (CellImage, VectorTable, (int, int))
         Each image, its vectors and its start and end channels.
     """
-    from .image import CellImage, read_image, resolve_channels
-    from .vectors import read_vectors
+    from .train import load_annotated_images
 
-    images, vectors = list(images), list(vectors)
     if not images:
         raise InputError("no annotated images given")
-    if len(images) != len(vectors):
-        raise InputError(f"{len(images)} images but {len(vectors)} vector files; give one CSV "
-                         "per image")
-    out = []
-    for img, vec in zip(images, vectors):
-        image = img if isinstance(img, CellImage) else read_image(img, axes=axes,
-                                                                  voxel_size=voxel_size)
-        if image.is_3d and image.voxel_size is None:
-            raise InputError("3D image has no voxel size; pass --voxel-size X Y Z", image.path)
-        table = vec if isinstance(vec, VectorTable) else read_vectors(vec)
-        ch = resolve_channels(image, channels=channels, structures=structures)
-        out.append((image, table, ch))
+    out = load_annotated_images(list(images), list(vectors), channels=channels,
+                                structures=structures, axes=axes, voxel_size=voxel_size)
     if len({im.ndim for im, _, _ in out}) > 1:
         raise InputError("the images mix 2D and 3D")
     return out

@@ -271,7 +271,12 @@ def validation_patches(items, *, patch_size, rng, max_patches=16) -> list:
 
 # ----------------------------------------------------------------------------- job
 
-def _load_pairs(images, vectors, *, channels, structures, axes, voxel_size_override):
+def load_annotated_images(images, vectors, *, channels=None, structures=None, axes=None,
+                          voxel_size=None) -> list:
+    """Read images (paths or CellImage) with their vectors; one CSV per image.
+
+    Returns a list of ``(CellImage, VectorTable, (start_channel, end_channel))``.
+    """
     from .image import CellImage, read_image, resolve_channels
     from .vectors import read_vectors
 
@@ -281,7 +286,7 @@ def _load_pairs(images, vectors, *, channels, structures, axes, voxel_size_overr
     out = []
     for img, vec in zip(images, vectors):
         image = img if isinstance(img, CellImage) else read_image(img, axes=axes,
-                                                                  voxel_size=voxel_size_override)
+                                                                  voxel_size=voxel_size)
         if image.is_3d and image.voxel_size is None:
             raise InputError("3D image has no voxel size; pass --voxel-size X Y Z", image.path)
         table = vec if isinstance(vec, VectorTable) else read_vectors(vec)
@@ -372,10 +377,11 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
     if not images:
         raise InputError("no training images given")
     yield ProgressEvent("load", 0, len(images) + len(val_images), message="reading images")
-    train_src = _load_pairs(images, vectors, channels=channels, structures=structures, axes=axes,
-                            voxel_size_override=voxel_size)
-    val_src = _load_pairs(val_images, val_vectors, channels=channels, structures=structures,
-                          axes=axes, voxel_size_override=voxel_size) if val_images else []
+    train_src = load_annotated_images(images, vectors, channels=channels, structures=structures,
+                                      axes=axes, voxel_size=voxel_size)
+    val_src = load_annotated_images(val_images, val_vectors, channels=channels,
+                                    structures=structures, axes=axes,
+                                    voxel_size=voxel_size) if val_images else []
     dims = train_src[0][0].ndim
     if any(im.ndim != dims for im, _, _ in train_src + val_src):
         raise InputError("training images mix 2D and 3D")
@@ -444,7 +450,7 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
         best_val = float(ck["best_val"])
         rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"])
-        log_rows = _read_log(outdir / TRAINING_LOG)[:start_epoch]
+        log_rows = read_training_log(outdir / TRAINING_LOG)[:start_epoch]
     elif resume:
         raise InputError(f"nothing to resume: no {CHECKPOINT_FILE}", outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -516,15 +522,15 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
         improved = val_loss < best_val
         if improved:
             best_val = val_loss
-            save_state(outdir / WEIGHTS_BEST, _cpu_state(net))
-        save_state(outdir / WEIGHTS_LAST, _cpu_state(net))
+            save_state(outdir / WEIGHTS_BEST, cpu_state_dict(net))
+        save_state(outdir / WEIGHTS_LAST, cpu_state_dict(net))
         row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                "hm_start": sums["hm_start"] / steps_per_epoch,
                "hm_end": sums["hm_end"] / steps_per_epoch, "pull": sums["pull"] / steps_per_epoch,
                "push": sums["push"] / steps_per_epoch, "lr": opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - t0, "device": desc}
         log_rows.append(row)
-        _write_log(outdir / TRAINING_LOG, log_rows)
+        write_training_log(outdir / TRAINING_LOG, log_rows)
         _save_checkpoint(outdir, net, opt, sched, epoch + 1, best_val, rng)
         elapsed = time.perf_counter() - t_start
         done_epochs = epoch + 1 - start_epoch
@@ -562,7 +568,8 @@ def _default_dmin(config: ModelConfig) -> tuple:
     return tuple(round(r * 0.66, 2) for r in config.radii)
 
 
-def _cpu_state(net) -> dict:
+def cpu_state_dict(net) -> dict:
+    """The network's tensors, detached, on the CPU (what weight files hold)."""
     return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
 
 
@@ -570,7 +577,7 @@ def _save_checkpoint(outdir, net, opt, sched, epoch, best_val, rng):
     import torch
 
     save_state(Path(outdir) / CHECKPOINT_FILE, {
-        "model": _cpu_state(net), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "model": cpu_state_dict(net), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "epoch": int(epoch), "best_val": float(best_val),
         "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
     })
@@ -596,24 +603,26 @@ def _validation_loss(net, loss_fn, val_set, vs, radii, weighting, to_dev, dev, b
     return total / max(n, 1)
 
 
-def _write_log(path, rows):
+def write_training_log(path, rows, columns=LOG_COLUMNS):
+    """Write per-epoch rows (dicts) as a CSV, atomically."""
     from .atomic import write_text_atomic
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     write_text_atomic(path, buf.getvalue())
 
 
-def _read_log(path) -> list:
+def read_training_log(path, columns=LOG_COLUMNS) -> list:
+    """Rows written by :func:`write_training_log` (for resuming); [] when absent."""
     if not Path(path).exists():
         return []
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     out = []
     for r in rows:
-        out.append({k: (r[k] if k == "device" else float(r[k])) for k in LOG_COLUMNS if k in r})
+        out.append({k: (r[k] if k == "device" else float(r[k])) for k in columns if k in r})
         out[-1]["epoch"] = int(out[-1]["epoch"])
     return out

@@ -120,15 +120,15 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
     from .infer import predict_maps
     from .network import select_device
     from .targets import get_preset
-    from .train import _load_pairs
+    from .train import load_annotated_images
 
     dev = select_device(device)
     model = load_model(model_dir, device=dev)
     cfg = model.config
     if not images:
         raise InputError("no validation images given")
-    pairs = _load_pairs(images, vectors, channels=channels, structures=cfg.structures, axes=axes,
-                        voxel_size_override=voxel_size)
+    pairs = load_annotated_images(images, vectors, channels=channels, structures=cfg.structures,
+                                  axes=axes, voxel_size=voxel_size)
     levels = levels or (cfg.preset if cfg.preset in ("nucleus-golgi", "cytoplasm-nucleus")
                         else "nucleus-golgi")
     caches = []

@@ -167,6 +167,18 @@ def read_vectors(path, *, structures: Optional[Sequence[str]] = None) -> VectorT
         non-numeric or NaN coordinates.
     """
     path = Path(path)
+    rows = read_csv_rows(path)
+    names = tuple(structures) if structures else DEFAULT_STRUCTURES
+    if not rows:
+        return VectorTable.empty(names=names)
+    if _is_numeric_row(rows[0]) or _is_vat_header(rows[0]):
+        return _read_vat(rows, path, names=tuple(structures) if structures else DEFAULT_STRUCTURES)
+    return _read_cellpol(rows, path, structures)
+
+
+def read_csv_rows(path) -> list:
+    """The non-blank rows of a CSV file; InputError when it is missing or unreadable."""
+    path = Path(path)
     if not path.exists():
         raise InputError("file not found", path)
     if path.is_dir():
@@ -177,13 +189,7 @@ def read_vectors(path, *, structures: Optional[Sequence[str]] = None) -> VectorT
         raise InputError("not a text CSV file", path) from None
     except OSError as exc:
         raise InputError(f"cannot read ({exc.strerror or exc})", path) from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
-    names = tuple(structures) if structures else DEFAULT_STRUCTURES
-    if not rows:
-        return VectorTable.empty(names=names)
-    if _is_numeric_row(rows[0]) or _is_vat_header(rows[0]):
-        return _read_vat(rows, path, names=tuple(structures) if structures else DEFAULT_STRUCTURES)
-    return _read_cellpol(rows, path, structures)
+    return [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
 
 
 def _is_numeric_row(row) -> bool:
