@@ -454,7 +454,7 @@ def test_cli_errors(tmp_path, capsys):
     assert "distances in pixels" in capsys.readouterr().out
 
 
-def test_cli_image_matching_with_stub_reader(tmp_path, capsys, monkeypatch):
+def test_cli_image_matching_with_stand_in_reader(tmp_path, capsys, monkeypatch):
     # Checks the CLI side of --image (name matching, lazy read, shape and voxel size use)
     # with a stand-in reader, independent of the TIFF reader.
     import cellpol_core.image as image_mod
