@@ -33,11 +33,37 @@ from cellpol_core.errors import InputError
 
 from .annotations import AnnotationModel
 from .commands import SwapEnds, accept_predictions
+from .dialogs import ChannelChoice, ChannelDialog
 from .jobs import JobRunner
+from .project import DEFAULT_COLORS
 from .slices import LayerPanel, OrthoViews
-from .viewer import CSV_FILTER, ViewerWindow
+from .viewer import CSV_FILTER, LoadedImage, ViewerWindow
 
-__all__ = ["PairsTableModel", "AnnotatorWindow"]
+__all__ = ["PairsTableModel", "AnnotatorWindow", "apply_channel_choice"]
+
+
+def apply_channel_choice(loaded: LoadedImage, choice: ChannelChoice) -> LoadedImage:
+    """``loaded`` showing the chosen (start, end) channels with the chosen voxel size."""
+    import dataclasses
+
+    from cellpol_core.image import percentile_limits
+
+    image = loaded.image
+    vs = None if choice.voxel_size is None else tuple(float(v) for v in choice.voxel_size)
+    if vs != (None if image.voxel_size is None else tuple(float(v) for v in image.voxel_size)):
+        image = dataclasses.replace(image, voxel_size=vs)
+    channels = tuple(int(c) for c in choice.channels)
+    if image.n_channels < 2 or channels == tuple(loaded.channels) or \
+            max(channels) >= image.n_channels or channels[0] == channels[1]:
+        return dataclasses.replace(loaded, image=image)
+    planes = np.stack([np.asarray(image.data[c]) for c in channels])
+    if not image.is_3d:
+        planes = planes[:, None]
+    mip = planes.max(axis=1)
+    limits = np.asarray(percentile_limits(planes), dtype=np.float64)
+    mip_limits = limits if planes.shape[1] == 1 else np.asarray(percentile_limits(mip),
+                                                                  dtype=np.float64)
+    return LoadedImage(image, channels, planes, limits, mip, mip_limits)
 
 
 class PairsTableModel(QAbstractTableModel):
@@ -103,7 +129,11 @@ class AnnotatorWindow(ViewerWindow):
     Ctrl+Z / Ctrl+Shift+Z undo / redo, F fit, M projection, V vectors.
     """
 
-    def __init__(self, *, detect_device: bool = True, parent=None):
+    def __init__(self, *, detect_device: bool = True, ask_channels: bool = False, parent=None):
+        #: Show the channel dialog for images new to the window's project (not in scripts).
+        self.ask_channels = bool(ask_channels)
+        self.channel_colors = DEFAULT_COLORS
+        self.channel_dialog = None
         self.project = None
         self.project_entry = None
         self.annotations = AnnotationModel()
@@ -125,6 +155,7 @@ class AnnotatorWindow(ViewerWindow):
         self.ortho.selection_changed.connect(self._selection_changed)
         self._build_annotation_ui()
         self._build_jobs_ui()
+        self._build_3d()
         # The bar's Vectors box and the layer panel's are one setting.
         self.layer_panel.boxes["vectors"].toggled.connect(self.vectors_box.setChecked)
         self.vectors_box.toggled.connect(self.layer_panel.boxes["vectors"].setChecked)
@@ -204,7 +235,8 @@ class AnnotatorWindow(ViewerWindow):
                            ("Open &project…", self.open_project_dialog),
                            ("&Import annotations CSV…", self.import_annotations_dialog),
                            ("&Export annotations CSV…", self.export_annotations_dialog),
-                           ("Export &views as PNG…", self.export_views_dialog)):
+                           ("Export &views as PNG…", self.export_views_dialog),
+                           ("Export &3D view as PNG…", self.export_3d_dialog)):
             action = QAction(text, self)
             action.triggered.connect(slot)
             file_menu.insertAction(first, action)
@@ -239,9 +271,142 @@ class AnnotatorWindow(ViewerWindow):
         menu.addAction(self.predict_model_action)
         menu.addSeparator()
         menu.addAction(self.train_action)
+        self.tune_action = QAction("T&une thresholds of a model folder…", self)
+        self.tune_action.triggered.connect(self.tune_dialog)
+        menu.addAction(self.tune_action)
+        menu.addSeparator()
+        self.evaluate_action = QAction("&Evaluate predictions against annotations", self)
+        self.evaluate_action.setShortcut("Ctrl+E")
+        self.evaluate_action.triggered.connect(lambda: self.evaluate())
+        menu.addAction(self.evaluate_action)
         self._job_actions = (self.predict_otsu_action, self.predict_model_action,
-                             self.train_action)
+                             self.train_action, self.tune_action)
         self._build_loss_plot()
+        self._build_metrics()
+
+    def _build_3d(self):
+        from PySide6.QtWidgets import QDockWidget
+
+        from .view3d import View3D
+
+        self.view3d = View3D()
+        self.view3d_dock = QDockWidget("3D view", self)
+        self.view3d_dock.setObjectName("view3d")
+        self.view3d_dock.setWidget(self.view3d)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.view3d_dock)
+        self.resizeDocks([self.view3d_dock], [420], Qt.Orientation.Horizontal)
+        view_menu = self.menuBar().actions()[2].menu()
+        toggle = self.view3d_dock.toggleViewAction()
+        toggle.setText("&3D view")
+        toggle.setShortcut("Ctrl+3")
+        view_menu.addAction(toggle)
+        # The layer panel drives the 3D view too.
+        panel = self.layer_panel
+        for key, index in (("start", 0), ("end", 1)):
+            panel.boxes[key].toggled.connect(
+                lambda on, i=index: self.view3d.set_channel(i, visible=on))
+        for layer in ("pairs", "vectors"):
+            panel.boxes[layer].toggled.connect(
+                lambda on, name=layer: self.view3d.set_layer(name, visible=on))
+        panel.score_slider.valueChanged.connect(lambda v: self.view3d.set_min_score(v / 100))
+        self.annotations.add_listener(self._pairs_to_3d)
+
+    def _pairs_to_3d(self):
+        pairs = list(self.annotations)
+        self.view3d.set_pairs([p.start for p in pairs], [p.end for p in pairs])
+
+    def _build_metrics(self):
+        from PySide6.QtWidgets import QDockWidget
+
+        from .dialogs import MetricsPanel
+
+        self.metrics_panel = MetricsPanel()
+        self.metrics_dock = QDockWidget("Evaluation", self)
+        self.metrics_dock.setObjectName("evaluation")
+        self.metrics_dock.setWidget(self.metrics_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.metrics_dock)
+        self.metrics_dock.setVisible(False)
+        self.evaluation = None
+        self.tune_report = None
+
+    def evaluate(self, *, border_um: float = 7.0, levels: str = "nucleus-golgi"):
+        """Evaluate the shown predictions against the annotations of the current image.
+
+        Shows TPR and FDR vs level and the metrics table in the Evaluation dock.
+
+        Returns
+        -------
+        EvalResult or None
+            None (with a message) when there are no annotations or predictions.
+        """
+        from cellpol_core.evaluate import evaluate_vectors
+
+        if self.loaded is None:
+            self.statusBar().showMessage("Open an image first", 4000)
+            return None
+        if self.vectors is None or len(self.annotations) == 0:
+            self.show_error("Evaluate needs annotations (ground truth) and predictions "
+                            "(run Jobs → Predict or open a vectors CSV) for this image")
+            return None
+        gt = self.annotations.to_table()
+        result = evaluate_vectors(gt, self.vectors, voxel_size=self.voxel_size,
+                                  shape=self.ortho.shape if self.is_3d else self.ortho.shape[1:],
+                                  border_um=border_um, levels=levels)
+        self.evaluation = result
+        name = self.image_path.name if self.image_path else "image"
+        f1 = result.f1(5)
+        self.metrics_panel.set_result(
+            result, title=f"{name}: {result.g} annotated, {result.p} predicted "
+                          f"(border {border_um:g} {result.unit}; {result.gt_excluded} + "
+                          f"{result.pred_excluded} excluded) · F1 at level 5: "
+                          + ("–" if f1 is None else f"{f1:.3f}"))
+        self.metrics_dock.setWindowTitle("Evaluation")
+        self.metrics_dock.setVisible(True)
+        return result
+
+    def tune(self, model, **options) -> bool:
+        """Tune the decoding thresholds of ``model`` on the project's annotated images.
+
+        Runs :func:`cellpol_core.tune.tune` in a worker thread; it writes
+        ``thresholds.json`` into the model folder. The report is shown in the
+        Evaluation dock. ``options`` go to ``tune`` (``border_um``, ``rounds``,
+        ``device``...).
+        """
+        from cellpol_core.tune import tune
+
+        if self.project is None:
+            self.show_error("Tuning needs a project: File → New project")
+            return False
+        images, tables = self.training_data()
+        if not images:
+            self.show_error("No annotated image in the project: annotate some pairs first")
+            return False
+        entry = self.project.find_image(images[0])
+        channels = entry.channels if entry is not None else None
+        started = self.jobs.start("Tune", tune, model, images, tables, channels=channels,
+                                  **options)
+        if started:
+            self._job_started("Tune…")
+        return started
+
+    def tune_dialog(self):
+        folder = QFileDialog.getExistingDirectory(self, "Model folder to tune",
+                                                  str(self.project.root / "models")
+                                                  if self.project else self._last_dir)
+        if folder:
+            self.tune(folder)
+
+    def _show_tune_report(self, result):
+        from cellpol_core.tune import format_report
+
+        _, report = result
+        self.tune_report = report
+        text = format_report(report)
+        self.metrics_panel.set_rows(report["table"], title=text.replace("\n", "<br>"))
+        self.metrics_dock.setWindowTitle("Tuning report")
+        self.metrics_dock.setVisible(True)
+        self.statusBar().showMessage(
+            f"Tuned: F1 {report['f1_before']:.3f} → {report['f1_after']:.3f}", 6000)
 
     def _build_loss_plot(self):
         import pyqtgraph as pg
@@ -383,6 +548,9 @@ class AnnotatorWindow(ViewerWindow):
             self.val_curve.setData(h["epoch"], h["val"])
 
     def _job_succeeded(self, result):
+        if self.jobs.name == "Tune":
+            self._show_tune_report(result)
+            return
         if self.jobs.name == "Train":
             entry = self.project.add_model(self._train_name, Path(result))
             self.statusBar().showMessage(f"Model saved: {entry.path}", 6000)
@@ -472,10 +640,53 @@ class AnnotatorWindow(ViewerWindow):
         self.statusBar().showMessage(f"Accepted {n} predictions into the annotations", 4000)
 
     # ------------------------------------------------------------------ image
-    def set_loaded(self, loaded, *, path=None):
+    def ask_channel_choice(self, loaded) -> "ChannelChoice | None":
+        """Show the channel dialog for ``loaded``; None when cancelled."""
+        dialog = ChannelDialog(loaded.image, channels=loaded.channels
+                               if len(loaded.channels) == 2 else None, parent=self)
+        self.channel_dialog = dialog
+        try:
+            accepted = dialog.exec() == ChannelDialog.DialogCode.Accepted
+            return dialog.choice() if accepted else None
+        finally:
+            self.channel_dialog = None
+            dialog.deleteLater()
+
+    def set_loaded(self, loaded, *, path=None, choice=None):
+        """Show a prepared image with its annotations and predictions.
+
+        Parameters
+        ----------
+        loaded : LoadedImage
+        path : Path, optional
+        choice : ChannelChoice, optional
+            Channels, colours and voxel size. By default those of the project's
+            entry for ``path``; for an image new to the project, the channel
+            dialog's when :attr:`ask_channels` is set (cancelling keeps the
+            current image), else the file's.
+        """
+        entry = None
+        if self.project is not None and path is not None:
+            entry = self.project.find_image(path)
+        if choice is None and entry is not None:
+            choice = ChannelChoice(entry.channels, entry.colors,
+                                   entry.voxel_size if entry.voxel_size is not None
+                                   else loaded.image.voxel_size)
+        elif choice is None and self.ask_channels:
+            choice = self.ask_channel_choice(loaded)
+            if choice is None:
+                return
+        if choice is not None:
+            loaded = apply_channel_choice(loaded, choice)
+        self.channel_colors = tuple(choice.colors) if choice is not None else DEFAULT_COLORS
+        if self.ortho.colors is not None or self.channel_colors != DEFAULT_COLORS:
+            self.ortho.set_colors(self.channel_colors)
         self.ortho.set_volume(loaded.planes, loaded.limits, voxel_size=loaded.image.voxel_size,
                               mip=loaded.mip, mip_limits=loaded.mip_limits)
         super().set_loaded(loaded, path=path)
+        self.view3d.set_volume(loaded.planes, loaded.limits, voxel_size=self.voxel_size,
+                               colors=self.channel_colors)
+        self.view3d_dock.setVisible(self.is_3d)
         self.undo_stack.clear()
         names = list(loaded.image.channel_names)
         label = [names[c] if c < len(names) else f"C{c}" for c in loaded.channels]
@@ -489,7 +700,7 @@ class AnnotatorWindow(ViewerWindow):
             try:
                 self.project_entry = self.project.find_image(self.image_path) or \
                     self.project.add_image(self.image_path, channels=self._channel_pair(),
-                                           voxel_size=vs)
+                                           colors=self.channel_colors, voxel_size=vs)
                 autosave = self.project.annotations_path(self.project_entry)
                 if self.project_entry.annotations is None:  # where autosave will write
                     self.project_entry.annotations = self.project.relative(autosave)
@@ -504,6 +715,18 @@ class AnnotatorWindow(ViewerWindow):
         self.annotations.replace_all(table)
         self.annotations.autosave_path = autosave
         self._annotations_changed()
+
+    def _legend_html(self) -> str:
+        # The base legend with the chosen colours in place of green and red.
+        from PySide6.QtGui import QColor
+
+        from .viewer import END_RGB, START_RGB
+
+        html = super()._legend_html()
+        for default, color in zip((START_RGB, END_RGB), self.channel_colors):
+            r, g, b = QColor(color).getRgb()[:3]
+            html = html.replace("rgb({},{},{})".format(*default), f"rgb({r},{g},{b})")
+        return html
 
     def _channel_pair(self):
         ch = self.loaded.channels
@@ -520,6 +743,8 @@ class AnnotatorWindow(ViewerWindow):
     def set_vectors(self, table, *, path=None):
         super().set_vectors(table, path=path)
         self.ortho.set_vectors(table)
+        if hasattr(self, "view3d"):
+            self.view3d.set_vectors(table)
 
     def set_slice(self, z: int):
         super().set_slice(z)
@@ -691,6 +916,19 @@ class AnnotatorWindow(ViewerWindow):
             self.show_error(f"{path}: cannot write the PNG")
             return False
         return True
+
+    def export_3d(self, path) -> bool:
+        """Save the 3D view (its framebuffer) to a PNG."""
+        if not self.view3d.save_png(path):
+            self.show_error(f"{path}: cannot write the PNG")
+            return False
+        return True
+
+    def export_3d_dialog(self):
+        path, _ = QFileDialog.getSaveFileName(self, "Export 3D view", self._last_dir,
+                                              "PNG images (*.png)")
+        if path:
+            self.export_3d(path if path.lower().endswith(".png") else path + ".png")
 
     def export_views_dialog(self):
         path, _ = QFileDialog.getSaveFileName(self, "Export views", self._last_dir,

@@ -118,7 +118,8 @@ def main(argv=None) -> int:
     app = _get_app()
     from .annotator import AnnotatorWindow
 
-    window = AnnotatorWindow()
+    # The channel dialog is for people: scripted runs (screenshot, --quit-after) skip it.
+    window = AnnotatorWindow(ask_channels=not headless and args.quit_after is None)
     window.set_project(project)
     if headless:
         window.set_image(image, path=image_path)

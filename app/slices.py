@@ -240,6 +240,8 @@ class OrthoViews(QWidget):
         self.annotate = False
         self.snap = False
         self.snap_radius_um = 1.5
+        #: (r, g, b) 0-255 colours of the start and end channels; None: green and red.
+        self.colors = None
         #: Display weight of the start and end channels (0 hides one).
         self.channel_opacity = [1.0, 1.0]
         self._channel_state = [[True, 1.0], [True, 1.0]]  # (visible, opacity) per channel
@@ -309,6 +311,18 @@ class OrthoViews(QWidget):
         self.vectors = table
         self.update_overlays()
 
+    def set_colors(self, colors):
+        """Colours of the start and end channels (``#rrggbb`` or 0-255 RGB); None: default."""
+        from PySide6.QtGui import QColor
+
+        if colors is not None:
+            colors = [QColor(c).getRgb()[:3] if isinstance(c, str) else tuple(c)[:3]
+                      for c in colors]
+            if [tuple(c) for c in colors] == [START_RGB, END_RGB]:
+                colors = None
+        self.colors = colors
+        self._render(("xy", "xz", "yz"))
+
     def set_mip(self, on: bool):
         """Maximum projection along Z in the XY view."""
         on = bool(on) and self.mip_planes is not None and self.is_3d
@@ -374,8 +388,12 @@ class OrthoViews(QWidget):
             if name != "xy" and not self.is_3d:
                 continue
             planes, limits = self.plane(name)
-            view.rgb = composite_rgb(planes, limits)
-            if self.channel_opacity != [1.0, 1.0]:
+            if self.colors is not None and len(planes) == 2:
+                view.rgb = composite_rgb(planes, limits, colors=self.colors,
+                                         weights=self.channel_opacity)
+            else:
+                view.rgb = composite_rgb(planes, limits)
+            if self.colors is None and self.channel_opacity != [1.0, 1.0]:
                 view.rgb = self._weigh_channels(view.rgb, len(planes))
             view.image_item.setImage(view.rgb, levels=(0, 255), autoLevels=False)
         self.update_overlays()

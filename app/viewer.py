@@ -60,7 +60,7 @@ def compute_device_label() -> str:
     return _device_label
 
 
-def composite_rgb(planes, limits) -> np.ndarray:
+def composite_rgb(planes, limits, *, colors=None, weights=None) -> np.ndarray:
     """Composite 1 or 2 channel planes into an RGB image.
 
     Parameters
@@ -69,6 +69,11 @@ def composite_rgb(planes, limits) -> np.ndarray:
         C = 1 (shown grey) or C = 2 (start green, end red).
     limits : ndarray, shape (C, 2)
         Display (low, high) per channel.
+    colors : sequence of (r, g, b), optional
+        0-255 colours of the two channels, blended additively; green and red
+        when None. Ignored for one channel.
+    weights : sequence of float, optional
+        Display weight of each channel (1 = full).
 
     Returns
     -------
@@ -78,6 +83,15 @@ def composite_rgb(planes, limits) -> np.ndarray:
 
     planes = np.asarray(planes)
     norm = normalize_percentile(planes, limits=np.asarray(limits, dtype=np.float64), clip=True)
+    if colors is not None and len(planes) == 2:
+        w = [1.0, 1.0] if weights is None else [float(v) for v in weights]
+        out = np.zeros(planes.shape[1:] + (3,), dtype=np.float32)
+        for k in range(2):
+            out += norm[k][..., None].astype(np.float32) * (
+                np.asarray(colors[k][:3], np.float32) * w[k])
+        np.clip(out, 0, 255, out=out)
+        out += 0.5
+        return out.astype(np.uint8)
     scaled = np.multiply(norm, 255.0, dtype=np.float32)
     scaled += 0.5
     rgb = np.zeros(planes.shape[1:] + (3,), dtype=np.uint8)
