@@ -339,27 +339,40 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
     plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=timings)
     dims = plan.dims
     names = tuple(model.config.structures)
-    tables, boxes = [], []
-    for item in _run_tiles(plan, model, batch_size=batch_size, device=device, timings=timings,
-                           cancel=cancel):
-        if item[0] == "progress":
-            yield item[1]
-            continue
-        _, index, maps = item
-        origin = plan.origins[index]
-        t2 = time.perf_counter()
+    futures, boxes = [], []
+
+    def decode(index, maps):
+        t = time.perf_counter()
         offset = np.zeros(3)
-        offset[-dims:] = origin
-        tables.append(decode_maps(
+        offset[-dims:] = plan.origins[index]
+        table = decode_maps(
             maps["heatmap_start"], maps["heatmap_end"], maps.get("embed_start"),
             maps.get("embed_end"), voxel_size=plan.work_vs, thresholds=tuple(thr.tau),
             min_distance_um=tuple(thr.d_min_um), d_max=thr.d_max_um, delta=thr.delta,
-            names=names, offset=tuple(offset)))
-        lo, hi = plan.interiors[index]
-        full_lo, full_hi = np.full(3, -np.inf), np.full(3, np.inf)
-        full_lo[-dims:], full_hi[-dims:] = lo, hi
-        boxes.append((full_lo, full_hi))
-        timings.decode += time.perf_counter() - t2
+            names=names, offset=tuple(offset))
+        return table, time.perf_counter() - t
+
+    # Tiles are decoded in a thread while the network runs on the next ones.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellpol-decode") as pool:
+        for item in _run_tiles(plan, model, batch_size=batch_size, device=device,
+                               timings=timings, cancel=cancel):
+            if item[0] == "progress":
+                yield item[1]
+                continue
+            _, index, maps = item
+            # At most two tiles' maps wait for decoding: memory stays bounded.
+            if len(futures) >= 2:
+                futures[-2].result()
+            futures.append(pool.submit(decode, index, maps))
+            lo, hi = plan.interiors[index]
+            full_lo, full_hi = np.full(3, -np.inf), np.full(3, np.inf)
+            full_lo[-dims:], full_hi[-dims:] = lo, hi
+            boxes.append((full_lo, full_hi))
+        tables = []
+        for f in futures:
+            table, seconds = f.result()
+            tables.append(table)
+            timings.decode += seconds
     t3 = time.perf_counter()
     merged = merge_tile_vectors(tables, voxel_size=plan.work_vs,
                                 min_distance_um=tuple(thr.d_min_um), margins=boxes)
