@@ -393,6 +393,7 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
     elif init is not None:
         base = load_model(init, for_inference=False)
         config = base.config
+        config.extra = dict(config.extra, init=str(base.path))
         init_state = {k: v.detach().cpu() for k, v in base.net.state_dict().items()}
     else:
         net0 = build_network(arch, in_channels=2, spatial_dims=dims)
