@@ -129,7 +129,10 @@ class AnnotatorWindow(ViewerWindow):
     Ctrl+Z / Ctrl+Shift+Z undo / redo, F fit, M projection, V vectors.
     """
 
-    def __init__(self, *, detect_device: bool = True, ask_channels: bool = False, parent=None):
+    def __init__(self, *, detect_device: bool = True, ask_channels: bool = False,
+                 settings=None, parent=None):
+        #: QSettings for File → Open Recent (None: the list lives in memory only).
+        self.settings = settings
         #: Show the channel dialog for images new to the window's project (not in scripts).
         self.ask_channels = bool(ask_channels)
         self.channel_colors = DEFAULT_COLORS
@@ -156,6 +159,9 @@ class AnnotatorWindow(ViewerWindow):
         self._build_annotation_ui()
         self._build_jobs_ui()
         self._build_3d()
+        self._build_recent()
+        from .analysis_panel import install_analysis_panel
+        self.analysis_panel = install_analysis_panel(self)  # View → Analysis, Jobs → statistics
         # The bar's Vectors box and the layer panel's are one setting.
         self.layer_panel.boxes["vectors"].toggled.connect(self.vectors_box.setChecked)
         self.vectors_box.toggled.connect(self.layer_panel.boxes["vectors"].setChecked)
@@ -265,10 +271,13 @@ class AnnotatorWindow(ViewerWindow):
         self.predict_otsu_action.triggered.connect(lambda: self.predict())
         self.predict_model_action = QAction("Predict with a &model folder…", self)
         self.predict_model_action.triggered.connect(self.predict_model_dialog)
-        self.train_action = QAction("&Train on the project's annotations…", self)
+        self.train_action = QAction("&Train / fine-tune…", self)
         self.train_action.triggered.connect(self.train_dialog)
         menu.addAction(self.predict_otsu_action)
         menu.addAction(self.predict_model_action)
+        self.predict_all_action = QAction("Predict &all project images…", self)
+        self.predict_all_action.triggered.connect(self.predict_all_dialog)
+        menu.addAction(self.predict_all_action)
         menu.addSeparator()
         menu.addAction(self.train_action)
         self.tune_action = QAction("T&une thresholds of a model folder…", self)
@@ -280,7 +289,7 @@ class AnnotatorWindow(ViewerWindow):
         self.evaluate_action.triggered.connect(lambda: self.evaluate())
         menu.addAction(self.evaluate_action)
         self._job_actions = (self.predict_otsu_action, self.predict_model_action,
-                             self.train_action, self.tune_action)
+                             self.predict_all_action, self.train_action, self.tune_action)
         self._build_loss_plot()
         self._build_metrics()
 
@@ -310,6 +319,17 @@ class AnnotatorWindow(ViewerWindow):
                 lambda on, name=layer: self.view3d.set_layer(name, visible=on))
         panel.score_slider.valueChanged.connect(lambda v: self.view3d.set_min_score(v / 100))
         self.annotations.add_listener(self._pairs_to_3d)
+
+    def _build_recent(self):
+        from .recent import RecentFiles
+
+        file_menu = self.menuBar().actions()[0].menu()
+        self.recent_menu = QMenu("Open &Recent", self)
+        file_menu.insertMenu(self.open_vectors_action, self.recent_menu)
+        self.recent = RecentFiles(self.recent_menu, self.load_image, settings=self.settings,
+                                  parent=self)
+        self.recent_menu.aboutToShow.connect(self.recent.paths)  # prunes deleted files
+        self.image_loaded.connect(lambda path: self.recent.add(path) if path else None)
 
     def _pairs_to_3d(self):
         pairs = list(self.annotations)
@@ -497,6 +517,16 @@ class AnnotatorWindow(ViewerWindow):
         if not images:
             self.show_error("No annotated image in the project: annotate some pairs first")
             return False
+        chosen = {Path(p).absolute() for p in options.pop("val_images", ())}
+        if chosen:  # validation images are left out of training
+            pairs = list(zip(images, tables))
+            options["val_images"] = [p for p, _ in pairs if Path(p).absolute() in chosen]
+            options["val_vectors"] = [t for p, t in pairs if Path(p).absolute() in chosen]
+            images = [p for p, _ in pairs if Path(p).absolute() not in chosen]
+            tables = [t for p, t in pairs if Path(p).absolute() not in chosen]
+            if not images:
+                self.show_error("Keep at least one annotated image for training")
+                return False
         name = name or time.strftime("model_%Y%m%d_%H%M%S")
         outdir = self.project.root / "models" / name
         channels = self.project.find_image(images[0]).channels if \
@@ -508,14 +538,25 @@ class AnnotatorWindow(ViewerWindow):
             self.loss_history = {"epoch": [], "train": [], "val": []}
             self.train_curve.setData([], [])
             self.val_curve.setData([], [])
+            self.loss_dock.setWindowTitle("Training")
             self.loss_dock.setVisible(True)
             self._job_started("Train…")
         return started
 
+    def make_train_dialog(self):
+        """The Train / fine-tune dialog for the project (None without a project)."""
+        from .train_dialog import TrainDialog
+
+        if self.project is None:
+            self.show_error("Training needs a project: File → New project")
+            return None
+        ndim = self.loaded.image.ndim if self.loaded is not None else 3
+        return TrainDialog(self.project, self.training_data()[0], ndim=ndim, parent=self)
+
     def train_dialog(self):
-        epochs, ok = QInputDialog.getInt(self, "Train", "Epochs:", 20, 1, 10000)
-        if ok:
-            self.train(epochs=epochs)
+        dialog = self.make_train_dialog()
+        if dialog is not None and dialog.exec():
+            self.train(**dialog.kwargs())
 
     def _job_started(self, text):
         for action in self._job_actions:
@@ -537,7 +578,10 @@ class AnnotatorWindow(ViewerWindow):
         text = f"{self.jobs.name}: {event.message}" if event.message else self.jobs.name
         eta = event.data.get("eta_s")
         if eta is not None:
-            text += f" · ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            eta_text = f"ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            text += f" · {eta_text}"
+            if self.jobs.name == "Train":  # next to the loss curves
+                self.loss_dock.setWindowTitle(f"Training · {event.message} · {eta_text}")
         self.job_bar.setFormat(text[:60])
         if event.data.get("epoch_end"):
             h = self.loss_history
@@ -547,7 +591,47 @@ class AnnotatorWindow(ViewerWindow):
             self.train_curve.setData(h["epoch"], h["train"])  # updated in place
             self.val_curve.setData(h["epoch"], h["val"])
 
+    def predict_all(self, *, model=None) -> bool:
+        """Predict every project image in one worker job (Otsu when ``model`` is None).
+
+        Each CSV goes to ``<project>/predictions/`` and is recorded in the manifest.
+        """
+        from .batch_predict import predict_project
+
+        if self.project is None or not self.project.images:
+            self.show_error("Predicting all images needs a project with images")
+            return False
+        started = self.jobs.start("Predict all", predict_project, self.project, model=model)
+        if started:
+            self._job_started("Predict all…")
+        return started
+
+    def predict_all_dialog(self):
+        from .batch_predict import choose_predictor
+
+        if self.project is None:
+            self.show_error("Predicting all images needs a project with images")
+            return
+        ok, model = choose_predictor(self, self.project)
+        if ok:
+            self.predict_all(model=model)
+
+    def _predicted_all(self, result):
+        for image, csv in result:
+            entry = self.project.find_image(image)
+            if entry is not None:
+                self.project.add_prediction(entry, csv, save=False)
+        self.project.save()
+        here = None if self.image_path is None else Path(self.image_path).absolute()
+        current = [csv for image, csv in result if Path(image).absolute() == here]
+        if current:
+            self.load_vectors(current[0])
+        self.statusBar().showMessage(f"Predicted {len(result)} images", 6000)
+
     def _job_succeeded(self, result):
+        if self.jobs.name == "Predict all":
+            self._predicted_all(result)
+            return
         if self.jobs.name == "Tune":
             self._show_tune_report(result)
             return
@@ -745,6 +829,10 @@ class AnnotatorWindow(ViewerWindow):
         self.ortho.set_vectors(table)
         if hasattr(self, "view3d"):
             self.view3d.set_vectors(table)
+        # New predictions change what the analysis dock summarises.
+        panel = getattr(self, "analysis_panel", None)
+        if panel is not None and self.analysis_dock.isVisible():
+            panel.refresh()
 
     def set_slice(self, z: int):
         super().set_slice(z)

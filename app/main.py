@@ -118,8 +118,13 @@ def main(argv=None) -> int:
     app = _get_app()
     from .annotator import AnnotatorWindow
 
-    # The channel dialog is for people: scripted runs (screenshot, --quit-after) skip it.
-    window = AnnotatorWindow(ask_channels=not headless and args.quit_after is None)
+    # The channel dialog and the recent-files list are for people: scripted runs
+    # (screenshot, --quit-after) skip them and leave the user's settings alone.
+    from PySide6.QtCore import QSettings
+
+    interactive = not headless and args.quit_after is None
+    window = AnnotatorWindow(ask_channels=interactive,
+                             settings=QSettings() if interactive else None)
     window.set_project(project)
     if headless:
         window.set_image(image, path=image_path)

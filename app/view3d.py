@@ -170,6 +170,23 @@ class View3D(QWidget):
             spin.valueChanged.connect(lambda v, k=k: self.set_gamma(k, v))
             bar.addWidget(spin, 1, k)
             self.gamma_spins.append(spin)
+        # Contrast limits (low, high) per channel, in image intensity units.
+        self.clim_spins = []
+        for k, name in enumerate(("start", "end")):
+            pair = []
+            for j, label in enumerate(("min", "max")):
+                spin = QDoubleSpinBox()
+                spin.setDecimals(1)
+                spin.setRange(0.0, 65535.0)
+                spin.setValue(0.0 if j == 0 else 65535.0)
+                spin.setPrefix(f"{name} {label} ")
+                spin.setToolTip(f"{label.capitalize()} contrast limit of the {name} channel "
+                                f"in 3D")
+                spin.setEnabled(False)  # until a volume is shown
+                spin.valueChanged.connect(lambda _v, k=k: self._clim_edited(k))
+                bar.addWidget(spin, 2 + j, k)
+                pair.append(spin)
+            self.clim_spins.append(pair)
         bar.setColumnStretch(2, 1)
         self.canvas.native.setToolTip("Drag: rotate · Shift+drag: pan · wheel: zoom")
         layout.addLayout(bar)
@@ -224,6 +241,10 @@ class View3D(QWidget):
                                                    (fz - 1) / 2 * vz))
             vol.visible = self.visible[k]
             self.volumes.append(vol)
+            self._show_clim(k, lo=min(float(data.min()), lo), hi=max(float(data.max()), hi))
+        for k in range(len(planes), len(self.clim_spins)):
+            for spin in self.clim_spins[k]:
+                spin.setEnabled(False)
         self._update_box()
         self.reset_camera()
         self._update_points()
@@ -277,12 +298,30 @@ class View3D(QWidget):
             lo, hi = (float(v) for v in clim)
             self.clims[index] = (lo, hi)
             vol.clim = (lo, hi if hi > lo else lo + 1)
+            self._show_clim(index)
         if gamma is not None:
             vol.gamma = float(gamma)
         if color is not None:
             self.colors[index] = hex_to_rgb(color)
             vol.cmap = _colormap(self.colors[index])
         self.canvas.update()
+
+    def _show_clim(self, index, *, lo=None, hi=None):
+        # Mirror self.clims in the spin boxes (lo/hi widen their range) without feedback.
+        if index >= len(self.clim_spins):
+            return
+        low, high = self.clims[index]
+        for spin, value in zip(self.clim_spins[index], (low, high)):
+            spin.blockSignals(True)
+            if lo is not None:
+                spin.setRange(min(lo, 0.0), max(hi, spin.minimum() + 1.0))
+            spin.setEnabled(True)
+            spin.setValue(value)
+            spin.blockSignals(False)
+
+    def _clim_edited(self, index):
+        low, high = (s.value() for s in self.clim_spins[index])
+        self.set_channel(index, clim=(low, high))
 
     def set_gamma(self, index: int, gamma: float):
         self.set_channel(index, gamma=gamma)

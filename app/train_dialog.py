@@ -1,0 +1,208 @@
+"""The Train / fine-tune dialog (Jobs → Train…).
+
+It gathers the options of :meth:`AnnotatorWindow.train` (epochs, patch size,
+device, validation, model name, a model to fine-tune, resume) and hands them
+back as keyword arguments; it never runs anything itself.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QCompleter,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+__all__ = ["TrainDialog", "cuda_available"]
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def cuda_available() -> bool:
+    """True when torch sees a CUDA device (False when torch cannot be imported)."""
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken torch install must not break the dialog
+        return False
+
+
+class TrainDialog(QDialog):
+    """Options of a training run on the project's annotated images.
+
+    Parameters
+    ----------
+    project : cellpol_app.project.Project
+        Its models are offered for fine-tuning, its annotated images for validation.
+    images : sequence of Path
+        The annotated images (candidates for validation).
+    cuda : bool, optional
+        Whether CUDA can be chosen; asks torch when None.
+    ndim : int
+        3, or 2 for 2D images (the patch size then has no Z).
+    """
+
+    def __init__(self, project, images=(), *, cuda=None, ndim=3, parent=None):
+        super().__init__(parent)
+        self.ndim = int(ndim)
+        self.setWindowTitle("Train / fine-tune")
+        self.project = project
+        self.images = [Path(p) for p in images]
+        form = QFormLayout()
+
+        self.name_edit = QLineEdit(time.strftime("model_%Y%m%d_%H%M%S"))
+        self.name_edit.setToolTip("Model folder name, under the project's models/")
+        self.name_edit.textChanged.connect(self._update_resume)
+        # Typing a project model's name offers resuming it.
+        self.name_edit.setCompleter(QCompleter([m.name for m in project.models], self))
+        form.addRow("Model name:", self.name_edit)
+
+        self.init_combo = QComboBox()
+        self.init_combo.addItem("none (train from scratch)", None)
+        for m in project.models:
+            self.init_combo.addItem(f"{m.name} (fine-tune)", str(project.resolve(m.path)))
+        self.init_combo.setToolTip("Start from a project model: fine-tuning")
+        form.addRow("Initial model:", self.init_combo)
+
+        self.resume_box = QCheckBox("Resume from the folder's last checkpoint")
+        # A resumed run continues its own network: no initial model then.
+        self.resume_box.toggled.connect(lambda on: self.init_combo.setEnabled(not on))
+        form.addRow("", self.resume_box)
+
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 10000)
+        self.epochs_spin.setValue(20)
+        form.addRow("Epochs:", self.epochs_spin)
+
+        patch = QWidget()
+        row = QHBoxLayout(patch)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.patch_spins = {}
+        for axis, value in (("X", 64), ("Y", 64), ("Z", 16)):
+            spin = QSpinBox()
+            spin.setRange(1, 1024)
+            spin.setValue(value)
+            spin.setPrefix(f"{axis} ")
+            row.addWidget(spin)
+            self.patch_spins[axis] = spin
+        self.patch_default = QCheckBox("default")
+        self.patch_default.setToolTip("The preset's patch size, shrunk to the images")
+        self.patch_spins["Z"].setVisible(self.ndim == 3)
+        self.patch_default.toggled.connect(
+            lambda on: [s.setEnabled(not on) for s in self.patch_spins.values()])
+        self.patch_default.setChecked(True)
+        row.addWidget(self.patch_default)
+        form.addRow("Patch size:", patch)
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        has_cuda = cuda_available() if cuda is None else bool(cuda)
+        if not has_cuda:
+            item = self.device_combo.model().item(DEVICES.index("cuda"))
+            item.setEnabled(False)
+            item.setToolTip("No CUDA device found")
+        form.addRow("Device:", self.device_combo)
+
+        self.val_fraction_radio = QRadioButton("Hold out a fraction of each image (along x):")
+        self.val_images_radio = QRadioButton("Validate on chosen project images:")
+        group = QButtonGroup(self)
+        group.addButton(self.val_fraction_radio)
+        group.addButton(self.val_images_radio)
+        self.val_fraction_spin = QDoubleSpinBox()
+        self.val_fraction_spin.setRange(0.05, 0.5)
+        self.val_fraction_spin.setSingleStep(0.05)
+        self.val_fraction_spin.setValue(0.1)
+        self.val_list = QListWidget()
+        self.val_list.setMaximumHeight(90)
+        for path in self.images:
+            item = QListWidgetItem(path.name)
+            item.setData(Qt.ItemDataRole.UserRole, str(path))
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked)
+            self.val_list.addItem(item)
+        # Validating on images needs one left for training.
+        self.val_images_radio.setEnabled(len(self.images) >= 2)
+        self.val_fraction_radio.setChecked(True)
+        self.val_fraction_radio.toggled.connect(self._update_validation)
+        val = QVBoxLayout()
+        fraction_row = QHBoxLayout()
+        fraction_row.addWidget(self.val_fraction_radio)
+        fraction_row.addWidget(self.val_fraction_spin)
+        val.addLayout(fraction_row)
+        val.addWidget(self.val_images_radio)
+        val.addWidget(self.val_list)
+        form.addRow("Validation:", val)
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Train")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.buttons)
+        self._update_validation()
+        self._update_resume()
+
+    def _model_dir(self) -> Path:
+        return self.project.root / "models" / self.model_name()
+
+    def _update_resume(self):
+        can = (self._model_dir() / "checkpoint_last.pt").is_file()
+        self.resume_box.setEnabled(can)
+        if not can:
+            self.resume_box.setChecked(False)
+        self.resume_box.setToolTip("" if can else "No checkpoint_last.pt in this model folder")
+
+    def _update_validation(self):
+        by_fraction = self.val_fraction_radio.isChecked()
+        self.val_fraction_spin.setEnabled(by_fraction)
+        self.val_list.setEnabled(not by_fraction)
+
+    def model_name(self) -> str:
+        return self.name_edit.text().strip() or time.strftime("model_%Y%m%d_%H%M%S")
+
+    def validation_images(self) -> list:
+        """The checked validation images (Paths)."""
+        out = []
+        for k in range(self.val_list.count()):
+            item = self.val_list.item(k)
+            if item.checkState() == Qt.CheckState.Checked:
+                out.append(Path(item.data(Qt.ItemDataRole.UserRole)))
+        return out
+
+    def kwargs(self) -> dict:
+        """Keyword arguments for :meth:`AnnotatorWindow.train`."""
+        resume = self.resume_box.isEnabled() and self.resume_box.isChecked()
+        out = {"epochs": self.epochs_spin.value(), "name": self.model_name(),
+               "init": None if resume else self.init_combo.currentData(),
+               "device": self.device_combo.currentText()}
+        if not self.patch_default.isChecked():
+            s = self.patch_spins
+            yx = (s["Y"].value(), s["X"].value())
+            out["patch_size"] = (s["Z"].value(),) + yx if self.ndim == 3 else yx
+        if self.val_images_radio.isChecked() and self.validation_images():
+            out["val_images"] = self.validation_images()
+        else:
+            out["val_fraction"] = round(self.val_fraction_spin.value(), 4)
+        if resume:
+            out["resume"] = True
+        return out
