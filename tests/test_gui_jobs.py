@@ -193,3 +193,16 @@ def test_train_cancel(window, qtbot, errors):
     # The checkpoint saved on cancel lets a later run resume.
     assert (window.project.root / "models" / "stopped" / "checkpoint_last.pt").is_file()
     assert not window.job_bar.isVisibleTo(window) and window.train_action.isEnabled()
+
+
+@pytest.mark.gui
+def test_predict_with_bundled_demo_model(qtbot, tmp_path):
+    from cellpol_app.annotator import AnnotatorWindow
+    from cellpol_core.resources import demo_image_path
+
+    w = AnnotatorWindow(detect_device=False)
+    qtbot.addWidget(w)
+    assert w.load_image(demo_image_path())
+    w.predict_demo_action.trigger()
+    qtbot.waitUntil(lambda: not w.jobs.running, timeout=60000)
+    assert w.vectors is not None and len(w.vectors) > 10
