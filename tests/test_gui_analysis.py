@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
@@ -135,7 +136,7 @@ def test_export_report_writes_summary_and_png(window, qtbot, tmp_path, errors):
     panel.set_reference(0.0)
     out = tmp_path / "report"
     assert panel.export_report(out, n_bootstrap=50, n_permutations=50)
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=60000)
+    wait_job(qtbot, window.jobs, timeout=60000)
     assert not errors
     assert panel.last_report is not None
     with open(out / "summary_per_image.csv", newline="") as fh:
@@ -184,7 +185,7 @@ def test_project_images_get_rows_and_report(window, qtbot, tmp_path, errors):
     assert panel.counts[18] == 3 and len(panel.rose_bars) == 1  # all in 180-190°
     out = tmp_path / "report"
     assert panel.export_report(out, n_bootstrap=20, n_permutations=20)
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=60000)
+    wait_job(qtbot, window.jobs, timeout=60000)
     assert not errors
     with open(out / "summary_per_image.csv", newline="") as fh:
         rows = {r["name"]: r for r in csv.DictReader(fh)}

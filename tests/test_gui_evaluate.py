@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
@@ -97,12 +98,12 @@ def test_tune_job_shows_report(window, qtbot, errors):
     for s, e in zip(NUCLEI, GOLGI):
         window.annotations.add_pair(s, e)
     assert window.train(epochs=1, name="tiny", **TINY)
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=60000)
+    wait_job(qtbot, window.jobs, timeout=60000)
     model_dir = window.project.root / "models" / "tiny"
     assert not errors and (model_dir / "config.json").is_file()
     assert window.tune(model_dir, rounds=1, border_um=0.0, device="cpu")
     assert not window.tune_action.isEnabled()
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=120000)
+    wait_job(qtbot, window.jobs, timeout=120000)
     assert not errors
     report = window.tune_report
     assert report is not None and report["n_images"] == 1

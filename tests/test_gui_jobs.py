@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
 pytest.importorskip("superqt")
@@ -110,8 +111,8 @@ def test_runner_cancel_and_errors(qtbot):
 def test_predict_otsu_from_the_window(window, qtbot, errors):
     assert window.predict()
     assert window.job_bar.isVisibleTo(window) and not window.predict_otsu_action.isEnabled()
-    qtbot.waitUntil(lambda: not window.jobs.running and window.vectors is not None,
-                    timeout=30000)
+    wait_job(qtbot, window.jobs, timeout=30000)
+    assert window.vectors is not None
     assert not errors and window.predict_otsu_action.isEnabled()
     assert not window.job_bar.isVisibleTo(window)
     table = window.vectors
@@ -128,7 +129,8 @@ def test_predict_otsu_from_the_window(window, qtbot, errors):
 
 def test_predict_with_missing_model_shows_error(window, qtbot, errors, tmp_path):
     assert window.predict(model=tmp_path / "no_model")
-    qtbot.waitUntil(lambda: not window.jobs.running and len(errors) == 1, timeout=30000)
+    wait_job(qtbot, window.jobs, timeout=30000)
+    assert len(errors) == 1
     assert "Predict failed" in errors[0][2] and "no_model" in errors[0][2]
     assert window.vectors is None
 
@@ -168,7 +170,7 @@ def test_train_one_epoch_adds_model_and_loss_curve(window, qtbot, errors):
     _annotate(window)
     assert window.train(epochs=1, name="tiny", **TINY)
     assert window.loss_dock.isVisibleTo(window) and not window.train_action.isEnabled()
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=60000)
+    wait_job(qtbot, window.jobs, timeout=60000)
     assert not errors
     model_dir = window.project.root / "models" / "tiny"
     assert (model_dir / "config.json").is_file()
@@ -185,7 +187,7 @@ def test_train_cancel(window, qtbot, errors):
     window.jobs.cancelled.connect(lambda: cancelled.append(1))
     assert window.train(epochs=50, name="stopped", **TINY)
     window.jobs.cancel()  # the job checks before its first step
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=30000)
+    wait_job(qtbot, window.jobs, timeout=30000)
     assert cancelled == [1] and not errors
     assert window.project.models == []  # nothing registered
     x, _ = window.train_curve.getData()
@@ -204,5 +206,5 @@ def test_predict_with_bundled_demo_model(qtbot, tmp_path):
     qtbot.addWidget(w)
     assert w.load_image(demo_image_path())
     w.predict_demo_action.trigger()
-    qtbot.waitUntil(lambda: not w.jobs.running, timeout=60000)
+    wait_job(qtbot, w.jobs, timeout=60000)
     assert w.vectors is not None and len(w.vectors) > 10

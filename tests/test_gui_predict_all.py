@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
 pytest.importorskip("superqt")
@@ -61,7 +62,7 @@ def test_predict_all_images_with_otsu(window, qtbot, errors, monkeypatch):
                         lambda *a, **kw: ("Otsu (classical)", True))
     window.predict_all_action.trigger()
     assert window.jobs.running and not window.predict_all_action.isEnabled()
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=30000)
+    wait_job(qtbot, window.jobs, timeout=30000)
     assert not errors and window.predict_all_action.isEnabled()
     root = window.project.root
     manifest = Project.load(root)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
 pytest.importorskip("superqt")
@@ -138,7 +139,7 @@ def test_validation_images_are_left_out_of_training(window, qtbot, monkeypatch):
     images, tables = window.training_data()
     assert not window.train(epochs=1, name="x", val_images=images)  # none left to train
     assert window.train(epochs=1, name="x", val_images=[images[0]])
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=30000)
+    wait_job(qtbot, window.jobs, timeout=30000)
     assert seen["images"] == [images[1]] and seen["vectors"] == [tables[1]]
     assert seen["val_images"] == [images[0]] and seen["val_vectors"] == [tables[0]]
 
@@ -150,7 +151,7 @@ def test_eta_shown_during_training(window, qtbot, errors):
     window.jobs.progress.connect(lambda e: formats.append(window.job_bar.format()))
     assert window.train(epochs=2, name="eta", steps_per_epoch=1, patch_size=(8, 32, 32),
                         batch_size=1, device="cpu", arch="light", seed=0, val_fraction=0.25)
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=60000)
+    wait_job(qtbot, window.jobs, timeout=60000)
     assert not errors
     assert any("ETA 0:" in t and t.startswith("Training · epoch") for t in titles)
     assert any("ETA" in f for f in formats)
@@ -165,7 +166,7 @@ def test_cancel_then_resume_from_the_dialog(window, qtbot, errors, monkeypatch):
                 arch="light", seed=0, val_fraction=0.25)
     assert window.train(epochs=1, name="again", **tiny)
     window.jobs.cancel()
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=30000)
+    wait_job(qtbot, window.jobs, timeout=30000)
     assert window.statusBar().currentMessage() == "Train: cancelled"
     assert not errors and window.train_action.isEnabled() and window.project.models == []
 
@@ -179,7 +180,7 @@ def test_cancel_then_resume_from_the_dialog(window, qtbot, errors, monkeypatch):
     assert kw["resume"] is True
     kw.update({k: v for k, v in tiny.items() if k != "val_fraction"})
     assert window.train(**kw)
-    qtbot.waitUntil(lambda: not window.jobs.running, timeout=60000)
+    wait_job(qtbot, window.jobs, timeout=60000)
     assert not errors and [m.name for m in window.project.models] == ["again"]
     x, _ = window.train_curve.getData()
     assert list(x) == [1]

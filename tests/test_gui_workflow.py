@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
@@ -88,7 +89,7 @@ def test_open_annotate_train_predict_accept_finetune(qtbot, tmp_path, monkeypatc
 
     # Train one epoch.
     assert w.train(epochs=1, name="first", **TINY)
-    qtbot.waitUntil(lambda: not w.jobs.running, timeout=60000)
+    wait_job(qtbot, w.jobs, timeout=60000)
     assert not errors
     first = w.project.root / "models" / "first"
     assert {"config.json", "weights_last.pt", "thresholds.json"} <= \
@@ -99,7 +100,7 @@ def test_open_annotate_train_predict_accept_finetune(qtbot, tmp_path, monkeypatc
 
     # Predict with it.
     assert w.predict(model=first)
-    qtbot.waitUntil(lambda: not w.jobs.running, timeout=60000)
+    wait_job(qtbot, w.jobs, timeout=60000)
     assert not errors and w.vectors is not None and len(w.vectors) > 0
     assert w.vectors.score is not None
     assert w.project_entry.predictions == ["predictions/phantom_vectors.csv"]
@@ -120,7 +121,7 @@ def test_open_annotate_train_predict_accept_finetune(qtbot, tmp_path, monkeypatc
 
     # Fine-tune from the first model: its weights carry on (BatchNorm has seen 2 batches).
     assert w.train(epochs=1, name="tuned", init=first, **TINY)
-    qtbot.waitUntil(lambda: not w.jobs.running, timeout=60000)
+    wait_job(qtbot, w.jobs, timeout=60000)
     assert not errors
     tuned = w.project.root / "models" / "tuned"
     assert (tuned / "weights_last.pt").is_file()
