@@ -17,8 +17,13 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/cellpol-gui
 
+# GUI tests that run torch jobs in worker threads go in a second process with
+# a time limit and one retry of the failures: under load they rarely stall
+# (a worker never finishing); see the note in tests/gui_wait.py.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not gui_jobs"
+	timeout 600 $(BIN)/python -m pytest -q -m gui_jobs || \
+		timeout 600 $(BIN)/python -m pytest -q -m gui_jobs --lf
 
 demo-data: $(STAMP)
 	$(BIN)/python scripts/make_demo_data.py

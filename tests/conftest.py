@@ -16,3 +16,13 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Records the error dialogs the app would show (QMessageBox.critical) instead of showing them."""
+    from PySide6.QtWidgets import QMessageBox
+
+    calls = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda *args, **kw: calls.append(args))
+    return calls

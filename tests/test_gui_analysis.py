@@ -10,7 +10,6 @@ from gui_wait import wait_job
 pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
 
-from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from cellpol_core.image import write_ome_tiff  # noqa: E402
 from cellpol_core.vectors import VectorTable  # noqa: E402
@@ -24,13 +23,6 @@ END = [(0, 10, 14), (0, 20, 14), (0, 26, 30), (0, 26, 40)]
 
 def _table():
     return VectorTable(np.array(START, float), np.array(END, float), ndim=2)
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    calls = []
-    monkeypatch.setattr(QMessageBox, "critical", lambda *args, **kw: calls.append(args))
-    return calls
 
 
 @pytest.fixture

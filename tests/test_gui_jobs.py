@@ -4,40 +4,20 @@ import threading
 
 import numpy as np
 import pytest
+from gui_phantom import GOLGI, NUCLEI, VOXEL, blobs
 from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
 pytest.importorskip("superqt")
 
-from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from cellpol_core.errors import InputError  # noqa: E402
 from cellpol_core.image import write_ome_tiff  # noqa: E402
 from cellpol_core.jobs import ProgressEvent  # noqa: E402
 from cellpol_core.vectors import VectorTable, write_vectors  # noqa: E402
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs]
 
-SHAPE = (12, 48, 64)
-VOXEL = (1.0, 0.5, 0.25)
-NUCLEI = [(2, 12, 14), (6, 30, 30), (10, 20, 50)]
-GOLGI = [(3, 14, 20), (6, 36, 34), (11, 26, 54)]
-
-
-def _blobs(centres, rng):
-    z, y, x = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
-    out = rng.normal(100, 5, SHAPE)
-    for cz, cy, cx in centres:
-        out += 3000 * np.exp(-(((z - cz) / 1.2) ** 2 + ((y - cy) / 2.0) ** 2
-                               + ((x - cx) / 3.0) ** 2) / 2)
-    return np.clip(out, 0, 65535).astype(np.uint16)
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    calls = []
-    monkeypatch.setattr(QMessageBox, "critical", lambda *args, **kw: calls.append(args))
-    return calls
 
 
 @pytest.fixture
@@ -47,7 +27,7 @@ def window(qtbot, tmp_path, errors):
 
     rng = np.random.default_rng(1)
     image = tmp_path / "phantom.ome.tif"
-    write_ome_tiff(image, np.stack([_blobs(NUCLEI, rng), _blobs(GOLGI, rng)]),
+    write_ome_tiff(image, np.stack([blobs(NUCLEI, rng), blobs(GOLGI, rng)]),
                    voxel_size=VOXEL, channel_names=["nucleus", "golgi"])
     w = AnnotatorWindow(detect_device=False)
     qtbot.addWidget(w)

@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
+from gui_phantom import VOXEL, blobs
 from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
 pytest.importorskip("superqt")
 
-from PySide6.QtWidgets import QInputDialog, QMessageBox  # noqa: E402
+from PySide6.QtWidgets import QInputDialog  # noqa: E402
 
 from cellpol_core.image import write_ome_tiff  # noqa: E402
 from cellpol_core.vectors import read_vectors  # noqa: E402
@@ -15,26 +16,9 @@ from cellpol_core.vectors import read_vectors  # noqa: E402
 pytestmark = pytest.mark.gui
 
 SHAPE = (10, 40, 48)
-VOXEL = (1.0, 0.5, 0.25)
 # (nuclei, golgi) per image: two pairs in the first, one in the second.
 CELLS = [([(2, 10, 12), (6, 28, 30)], [(3, 12, 18), (6, 34, 34)]),
          ([(5, 20, 24)], [(6, 22, 30)])]
-
-
-def _blobs(centres, rng):
-    z, y, x = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
-    out = rng.normal(100, 5, SHAPE)
-    for cz, cy, cx in centres:
-        out += 3000 * np.exp(-(((z - cz) / 1.2) ** 2 + ((y - cy) / 2.0) ** 2
-                               + ((x - cx) / 3.0) ** 2) / 2)
-    return np.clip(out, 0, 65535).astype(np.uint16)
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    calls = []
-    monkeypatch.setattr(QMessageBox, "critical", lambda *args, **kw: calls.append(args))
-    return calls
 
 
 @pytest.fixture
@@ -48,7 +32,7 @@ def window(qtbot, tmp_path, errors):
     rng = np.random.default_rng(3)
     for k, (nuclei, golgi) in enumerate(CELLS):
         path = tmp_path / f"img{k}.ome.tif"
-        write_ome_tiff(path, np.stack([_blobs(nuclei, rng), _blobs(golgi, rng)]),
+        write_ome_tiff(path, np.stack([blobs(nuclei, rng, SHAPE), blobs(golgi, rng, SHAPE)]),
                        voxel_size=VOXEL, channel_names=["nucleus", "golgi"])
         assert w.load_image(path, background=False)
     return w

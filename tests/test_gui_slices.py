@@ -9,7 +9,7 @@ pytest.importorskip("pyqtgraph")
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
-from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from cellpol_core.image import write_ome_tiff  # noqa: E402
 from cellpol_core.vectors import VectorTable, read_vectors, write_vectors  # noqa: E402
@@ -40,13 +40,6 @@ def phantom(tmp_path):
     path = tmp_path / "phantom.ome.tif"
     write_ome_tiff(path, data, voxel_size=VOXEL, channel_names=["nucleus", "golgi"])
     return path, data
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    calls = []
-    monkeypatch.setattr(QMessageBox, "critical", lambda *args, **kw: calls.append(args))
-    return calls
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from gui_phantom import GOLGI, NUCLEI, SHAPE, VOXEL, blobs
 
 pytest.importorskip("PySide6")
 pytest.importorskip("vispy")
@@ -11,25 +12,12 @@ from cellpol_core.vectors import VectorTable  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
-SHAPE = (12, 48, 64)  # Z, Y, X
-VOXEL = (1.0, 0.5, 0.25)
-NUCLEI = [(2, 12, 14), (6, 30, 30), (10, 20, 50)]
-GOLGI = [(3, 14, 20), (6, 36, 34), (11, 26, 54)]
-
-
-def _blobs(centres, rng):
-    z, y, x = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
-    out = rng.normal(100, 5, SHAPE)
-    for cz, cy, cx in centres:
-        out += 3000 * np.exp(-(((z - cz) / 1.2) ** 2 + ((y - cy) / 2.0) ** 2
-                               + ((x - cx) / 3.0) ** 2) / 2)
-    return np.clip(out, 0, 65535).astype(np.uint16)
 
 
 @pytest.fixture
 def planes():
     rng = np.random.default_rng(1)
-    return np.stack([_blobs(NUCLEI, rng), _blobs(GOLGI, rng)])
+    return np.stack([blobs(NUCLEI, rng), blobs(GOLGI, rng)])
 
 
 @pytest.fixture

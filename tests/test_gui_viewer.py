@@ -60,13 +60,6 @@ def window(qtbot):
     return w
 
 
-@pytest.fixture
-def errors(monkeypatch):
-    calls = []
-    monkeypatch.setattr(QMessageBox, "critical", lambda *args, **kw: calls.append(args))
-    return calls
-
-
 def _qimage_to_rgb(img: QImage) -> np.ndarray:
     img = img.convertToFormat(QImage.Format.Format_RGB888)
     h, w, bpl = img.height(), img.width(), img.bytesPerLine()

@@ -20,7 +20,7 @@ from cellpol_core.image import write_ome_tiff  # noqa: E402
 from cellpol_core.phantom import generate_phantom  # noqa: E402
 from cellpol_core.vectors import read_vectors  # noqa: E402
 
-pytestmark = [pytest.mark.gui, pytest.mark.slow]  # about 10 s on 2 shared cores
+pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs, pytest.mark.slow]  # about 10 s
 
 TINY = dict(steps_per_epoch=1, patch_size=(16, 32, 32), batch_size=1, device="cpu",
             arch="light", seed=0, val_fraction=0.25)
