@@ -37,7 +37,7 @@ from .dialogs import ChannelChoice, ChannelDialog
 from .jobs import JobRunner
 from .project import DEFAULT_COLORS
 from .slices import LayerPanel, OrthoViews
-from .viewer import CSV_FILTER, LoadedImage, ViewerWindow
+from .viewer import CSV_FILTER, LoadedImage, ViewerWindow, load_channels
 
 __all__ = ["PairsTableModel", "AnnotatorWindow", "apply_channel_choice"]
 
@@ -45,8 +45,6 @@ __all__ = ["PairsTableModel", "AnnotatorWindow", "apply_channel_choice"]
 def apply_channel_choice(loaded: LoadedImage, choice: ChannelChoice) -> LoadedImage:
     """``loaded`` showing the chosen (start, end) channels with the chosen voxel size."""
     import dataclasses
-
-    from cellpol_core.image import percentile_limits
 
     image = loaded.image
     vs = None if choice.voxel_size is None else tuple(float(v) for v in choice.voxel_size)
@@ -56,14 +54,7 @@ def apply_channel_choice(loaded: LoadedImage, choice: ChannelChoice) -> LoadedIm
     if image.n_channels < 2 or channels == tuple(loaded.channels) or \
             max(channels) >= image.n_channels or channels[0] == channels[1]:
         return dataclasses.replace(loaded, image=image)
-    planes = np.stack([np.asarray(image.data[c]) for c in channels])
-    if not image.is_3d:
-        planes = planes[:, None]
-    mip = planes.max(axis=1)
-    limits = np.asarray(percentile_limits(planes), dtype=np.float64)
-    mip_limits = limits if planes.shape[1] == 1 else np.asarray(percentile_limits(mip),
-                                                                  dtype=np.float64)
-    return LoadedImage(image, channels, planes, limits, mip, mip_limits)
+    return load_channels(image, channels)
 
 
 class PairsTableModel(QAbstractTableModel):

@@ -133,7 +133,7 @@ class LoadedImage:
 
 def prepare_image(image) -> LoadedImage:
     """Pick the displayed channels of a CellImage and compute contrast limits."""
-    from cellpol_core.image import percentile_limits, resolve_channels
+    from cellpol_core.image import resolve_channels
 
     if image.n_channels == 1:
         channels = (0,)
@@ -142,6 +142,13 @@ def prepare_image(image) -> LoadedImage:
             channels = tuple(int(c) for c in resolve_channels(image))
         except InputError:
             channels = (0, 1)
+    return load_channels(image, channels)
+
+
+def load_channels(image, channels) -> LoadedImage:
+    """Read the displayed ``channels`` of a CellImage, with their MIP and contrast limits."""
+    from cellpol_core.image import percentile_limits
+
     planes = np.stack([np.asarray(image.data[c]) for c in channels])
     if not image.is_3d:
         planes = planes[:, None]
@@ -149,7 +156,7 @@ def prepare_image(image) -> LoadedImage:
     limits = np.asarray(percentile_limits(planes), dtype=np.float64)
     mip_limits = limits if planes.shape[1] == 1 else np.asarray(percentile_limits(mip),
                                                                   dtype=np.float64)
-    return LoadedImage(image, channels, planes, limits, mip, mip_limits)
+    return LoadedImage(image, tuple(channels), planes, limits, mip, mip_limits)
 
 
 def load_image_file(path) -> LoadedImage:

@@ -16,3 +16,20 @@ def blobs(centres, rng, shape=SHAPE):
         out += 3000 * np.exp(-(((z - cz) / 1.2) ** 2 + ((y - cy) / 2.0) ** 2
                                + ((x - cx) / 3.0) ** 2) / 2)
     return np.clip(out, 0, 65535).astype(np.uint16)
+
+
+def open_window(qtbot, tmp_path):
+    """An AnnotatorWindow with a new project and this image open."""
+    from cellpol_app.annotator import AnnotatorWindow
+    from cellpol_app.project import Project
+    from cellpol_core.image import write_ome_tiff
+
+    rng = np.random.default_rng(1)
+    image = tmp_path / "phantom.ome.tif"
+    write_ome_tiff(image, np.stack([blobs(NUCLEI, rng), blobs(GOLGI, rng)]),
+                   voxel_size=VOXEL, channel_names=["nucleus", "golgi"])
+    w = AnnotatorWindow(detect_device=False)
+    qtbot.addWidget(w)
+    w.set_project(Project.create(tmp_path / "proj"))
+    assert w.load_image(image, background=False)
+    return w

@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
-from gui_phantom import GOLGI, NUCLEI, VOXEL, blobs
+from gui_phantom import GOLGI, NUCLEI, open_window
 from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
 
 
-from cellpol_core.image import write_ome_tiff  # noqa: E402
 from cellpol_core.vectors import VectorTable  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs]
@@ -18,18 +17,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs]
 
 @pytest.fixture
 def window(qtbot, tmp_path, errors):
-    from cellpol_app.annotator import AnnotatorWindow
-    from cellpol_app.project import Project
-
-    rng = np.random.default_rng(1)
-    image = tmp_path / "phantom.ome.tif"
-    write_ome_tiff(image, np.stack([blobs(NUCLEI, rng), blobs(GOLGI, rng)]),
-                   voxel_size=VOXEL, channel_names=["nucleus", "golgi"])
-    w = AnnotatorWindow(detect_device=False)
-    qtbot.addWidget(w)
-    w.set_project(Project.create(tmp_path / "proj"))
-    assert w.load_image(image, background=False)
-    return w
+    return open_window(qtbot, tmp_path)
 
 
 def test_evaluate_plot_and_table(window, errors):

@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 import pytest
-from gui_phantom import GOLGI, NUCLEI, VOXEL, blobs
+from gui_phantom import GOLGI, NUCLEI, open_window
 from gui_wait import wait_job
 
 pytest.importorskip("PySide6")
@@ -12,7 +12,6 @@ pytest.importorskip("superqt")
 
 
 from cellpol_core.errors import InputError  # noqa: E402
-from cellpol_core.image import write_ome_tiff  # noqa: E402
 from cellpol_core.jobs import ProgressEvent  # noqa: E402
 from cellpol_core.vectors import VectorTable, write_vectors  # noqa: E402
 
@@ -22,18 +21,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs]
 
 @pytest.fixture
 def window(qtbot, tmp_path, errors):
-    from cellpol_app.annotator import AnnotatorWindow
-    from cellpol_app.project import Project
-
-    rng = np.random.default_rng(1)
-    image = tmp_path / "phantom.ome.tif"
-    write_ome_tiff(image, np.stack([blobs(NUCLEI, rng), blobs(GOLGI, rng)]),
-                   voxel_size=VOXEL, channel_names=["nucleus", "golgi"])
-    w = AnnotatorWindow(detect_device=False)
-    qtbot.addWidget(w)
-    w.set_project(Project.create(tmp_path / "proj"))
-    assert w.load_image(image, background=False)
-    return w
+    return open_window(qtbot, tmp_path)
 
 
 def _job(steps, *, gate=None, fail=None, cancel=None):
