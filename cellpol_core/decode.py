@@ -28,7 +28,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .pairing import pair_by_distance
+from .pairing import assign, pair_by_distance
 from .vectors import DEFAULT_STRUCTURES, VectorTable
 
 # Fallbacks before per-structure tuning on validation data (METHOD §5 step 3).
@@ -299,13 +299,18 @@ def find_peaks(heatmap, *, threshold, min_distance_um, voxel_size, exclude_borde
 # ----------------------------------------------------------------------------- pairing
 
 def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size, d_max=14.0,
-                      delta=2.0):
-    """Pair start and end points one-to-one, closest embeddings first.
+                      delta=2.0, weight=None):
+    """Pair start and end points one-to-one, using their embeddings.
 
     Candidate pairs are those whose centroids are at most ``d_max`` µm apart
-    and whose embeddings differ by at most ``delta``. They are accepted
-    greedily by increasing embedding difference, then distance, then start
-    and end index, skipping any whose start or end is already paired.
+    and whose embeddings differ by at most ``delta``. With ``weight=None``
+    (the 3DCellPol rule) they are accepted greedily by increasing embedding
+    difference, then distance, then start and end index, skipping any whose
+    start or end is already paired. With a number ``weight`` = λ, the pairs
+    are instead one optimal assignment (Hungarian method) minimising the
+    summed cost ``distance / d_max + λ · |embedding difference| / delta``:
+    a greedy pass lets one noisy embedding steal a neighbour's partner, which
+    the joint cost avoids in crowded images.
 
     Parameters
     ----------
@@ -323,6 +328,8 @@ def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size, d_m
         Longest allowed pair, µm.
     delta : float
         Largest allowed embedding difference (the push margin Δ).
+    weight : float, optional
+        λ of the joint assignment; None for the greedy rule.
 
     Returns
     -------
@@ -347,6 +354,10 @@ def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size, d_m
     i, j, dist, diff = i[ok], j[ok], dist[ok], diff[ok]
     if len(i) == 0:
         return none
+    if weight is not None:
+        cost = np.full((len(sp), len(ep)), np.inf)
+        cost[i, j] = dist / float(d_max) + float(weight) * diff / max(float(delta), 1e-12)
+        return assign(cost, np.isfinite(cost))
     order = np.lexsort((j, i, dist, diff))
     used_s = np.zeros(len(sp), dtype=bool)
     used_e = np.zeros(len(ep), dtype=bool)
@@ -372,8 +383,8 @@ def _read_at(emap, points, ndim) -> np.ndarray:
 
 def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *, voxel_size,
                 thresholds=DEFAULT_THRESHOLDS, min_distance_um=DEFAULT_MIN_DISTANCE_UM,
-                d_max=14.0, delta=2.0, names=DEFAULT_STRUCTURES, offset=(0, 0, 0),
-                subvoxel=True, exclude_border=False) -> VectorTable:
+                d_max=14.0, delta=2.0, embed_weight=None, names=DEFAULT_STRUCTURES,
+                offset=(0, 0, 0), subvoxel=True, exclude_border=False) -> VectorTable:
     """Vectors from one tile's network outputs.
 
     Parameters
@@ -394,6 +405,9 @@ def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *,
         Longest allowed pair, µm.
     delta : float
         Largest allowed embedding difference.
+    embed_weight : float, optional
+        λ of :func:`pair_by_embedding`'s joint assignment; None for the
+        greedy 3DCellPol rule.
     names : (str, str)
         Start and end structure names.
     offset : tuple of 3 floats
@@ -440,7 +454,8 @@ def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *,
     extra = {}
     if use_emb:
         es, ee = _read_at(embed_start, ps, nd), _read_at(embed_end, pe, nd)
-        i, j = pair_by_embedding(ps, es, pe, ee, voxel_size=vs3, d_max=d_max, delta=delta)
+        i, j = pair_by_embedding(ps, es, pe, ee, voxel_size=vs3, d_max=d_max, delta=delta,
+                                 weight=embed_weight)
         extra = {"embed_start": es[i], "embed_end": ee[j]}
     else:
         i, j = pair_by_distance(ps, pe, voxel_size=vs3, d_max=d_max)

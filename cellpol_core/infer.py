@@ -349,7 +349,7 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
             maps["heatmap_start"], maps["heatmap_end"], maps.get("embed_start"),
             maps.get("embed_end"), voxel_size=plan.work_vs, thresholds=tuple(thr.tau),
             min_distance_um=tuple(thr.d_min_um), d_max=thr.d_max_um, delta=thr.delta,
-            names=names, offset=tuple(offset))
+            embed_weight=thr.embed_weight, names=names, offset=tuple(offset))
         return table, time.perf_counter() - t
 
     # Tiles are decoded in a thread while the network runs on the next ones.

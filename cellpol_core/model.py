@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from .atomic import atomic_path, write_text_atomic
 from .errors import InputError
@@ -50,6 +51,12 @@ class Thresholds:
         Longest start-end pair.
     delta : float
         Largest embedding difference of a pair.
+    embed_weight : float or None
+        How embedding models pair peaks: None for the 3DCellPol greedy rule
+        (closest embeddings first); a number λ for one optimal assignment
+        minimising ``distance / d_max + λ · |Δembedding| / delta`` (see
+        :func:`~cellpol_core.decode.pair_by_embedding`). ``cellpol tune``
+        chooses it.
     source : str
         ``"default"`` or ``"tuned"``.
     """
@@ -58,11 +65,13 @@ class Thresholds:
     d_min_um: tuple = (4.0, 2.0)
     d_max_um: float = 14.0
     delta: float = 2.0
+    embed_weight: Optional[float] = None
     source: str = "default"
 
     def to_dict(self) -> dict:
         return {"tau": list(map(float, self.tau)), "d_min_um": list(map(float, self.d_min_um)),
                 "d_max_um": float(self.d_max_um), "delta": float(self.delta),
+                "embed_weight": None if self.embed_weight is None else float(self.embed_weight),
                 "source": self.source}
 
     @classmethod
@@ -71,6 +80,8 @@ class Thresholds:
             return cls(tau=tuple(float(v) for v in d["tau"]),
                        d_min_um=tuple(float(v) for v in d["d_min_um"]),
                        d_max_um=float(d["d_max_um"]), delta=float(d.get("delta", 2.0)),
+                       embed_weight=(None if d.get("embed_weight") is None
+                                     else float(d["embed_weight"])),
                        source=str(d.get("source", "default")))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"broken thresholds ({type(exc).__name__}: {exc})", path) from None

@@ -40,9 +40,30 @@ def pair_by_distance(start, end, *, voxel_size=(1.0, 1.0, 1.0), d_max=14.0):
         return np.zeros(0, int), np.zeros(0, int)
     vs = np.asarray(voxel_size, float)
     dist = np.linalg.norm((start[:, None, :] - end[None, :, :]) * vs, axis=-1)
+    return assign(dist, dist <= d_max)
+
+
+def assign(cost, allowed):
+    """One-to-one assignment of minimal total cost among allowed pairs.
+
+    Parameters
+    ----------
+    cost : ndarray, shape (N, M)
+        Cost of pairing row i with column j.
+    allowed : ndarray of bool, shape (N, M)
+        Pairs that may be made.
+
+    Returns
+    -------
+    i, j : ndarray of int
+        Row and column indices of the pairs made, sorted by ``i``.
+    """
+    cost = np.asarray(cost, float)
+    allowed = np.asarray(allowed, bool) & np.isfinite(cost)
+    if cost.size == 0:
+        return np.zeros(0, int), np.zeros(0, int)
     # Gating before the assignment keeps one far-away point from displacing
     # a valid pair.
-    cost = np.where(dist <= d_max, dist, _FORBIDDEN)
-    i, j = linear_sum_assignment(cost)
-    keep = dist[i, j] <= d_max
+    i, j = linear_sum_assignment(np.where(allowed, cost, _FORBIDDEN))
+    keep = allowed[i, j]
     return i[keep], j[keep]

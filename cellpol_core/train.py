@@ -457,8 +457,11 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
     outdir.mkdir(parents=True, exist_ok=True)
     write_config(outdir, config)
     if not (outdir / "thresholds.json").exists():
+        # Until tuned: the joint assignment with λ = 0 (distance, gated by the
+        # embeddings), which beat the greedy rule on held-out phantoms.
         write_thresholds(outdir, Thresholds(d_min_um=_default_dmin(config), d_max_um=pair.d_max,
-                                            delta=delta))
+                                            delta=delta,
+                                            embed_weight=0.0 if config.embedding else None))
 
     sampler = PatchSampler(items, patch_size=patch_size, pair_bias=pair_bias)
     if steps_per_epoch is None:

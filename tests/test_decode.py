@@ -420,3 +420,39 @@ def test_merge_empty_2d_and_errors():
         merge_tile_vectors([t1, VectorTable.empty()], voxel_size=VS)
     with pytest.raises(ValueError):
         merge_tile_vectors([t1], voxel_size=VS, margins=[None, None])
+
+
+def test_joint_pairing_avoids_greedy_theft():
+    # One noisy embedding: s1's embedding happens to sit closest to e0, so the
+    # greedy rule gives e0 to s1 and leaves s0 alone; the joint assignment
+    # keeps both cells.
+    start = np.array([[0, 0, 0.0], [0, 0, 6.0]])
+    end = np.array([[0, 0, 3.0], [0, 0, 9.0]])
+    emb_s, emb_e = [0.0, 1.0], [0.95, 1.6]
+    i, j = pair_by_embedding(start, emb_s, end, emb_e, voxel_size=(1, 1, 1), d_max=4.0)
+    np.testing.assert_array_equal(i, [1])
+    np.testing.assert_array_equal(j, [0])
+    i, j = pair_by_embedding(start, emb_s, end, emb_e, voxel_size=(1, 1, 1), d_max=4.0, weight=1.0)
+    np.testing.assert_array_equal(i, [0, 1])
+    np.testing.assert_array_equal(j, [0, 1])
+
+
+def test_joint_pairing_weight_trades_distance_for_embeddings():
+    start = np.array([[0, 0, 0.0], [0, 0, 10.0]])   # the crossing case above
+    end = np.array([[0, 0, 8.0], [0, 0, 2.0]])
+    emb = dict(start_emb=[0.0, 1.5], end_emb=[0.1, 1.6])
+    # λ = 0: distance only (within the delta gate), like the Hungarian pairing.
+    i, j = pair_by_embedding(start, emb["start_emb"], end, emb["end_emb"], voxel_size=(1, 1, 1),
+                             weight=0.0)
+    np.testing.assert_array_equal(j, [1, 0])
+    # Costs (d_max 14, delta 2): crossing 4/14 + λ·(1.6 + 1.4)/2, straight
+    # 16/14 + λ·(0.1 + 0.1)/2. Straight wins once λ > (12/14)/1.4 ≈ 0.61.
+    i, j = pair_by_embedding(start, emb["start_emb"], end, emb["end_emb"], voxel_size=(1, 1, 1),
+                             weight=0.55)
+    np.testing.assert_array_equal(j, [1, 0])
+    i, j = pair_by_embedding(start, emb["start_emb"], end, emb["end_emb"], voxel_size=(1, 1, 1),
+                             weight=0.67)
+    np.testing.assert_array_equal(j, [0, 1])
+    # The delta gate still applies.
+    i, j = pair_by_embedding(start, [0.0, 10.0], end, [5.0, 5.0], voxel_size=(1, 1, 1), weight=0.0)
+    assert len(i) == 0

@@ -215,11 +215,15 @@ def test_train_tune_predict_evaluate_cli(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "device: CPU" in out and "epoch 2/2" in out
+    # Until tuned, a new model pairs by the joint assignment with λ = 0.
+    assert json.loads((model / "thresholds.json").read_text())["embed_weight"] == 0.0
     rc = main(["tune", str(model), "--images", str(data / "p1.ome.tif"), "--vectors",
                str(data / "p1_vectors.csv"), "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
+    assert "pairing" in capsys.readouterr().out
     thr = json.loads((model / "thresholds.json").read_text())
     assert thr["source"] == "tuned"
+    assert thr["embed_weight"] is None or thr["embed_weight"] >= 0
     assert 0.1 <= thr["tau"][0] <= 0.95
     metrics = json.loads((model / "metrics.json").read_text())
     assert len(metrics["table"]) == 14
@@ -256,3 +260,14 @@ def test_resample_helpers_agree():
     peak = np.unravel_index(np.argmax(out[0]), shape)
     expected = np.array([5, 20, 40]) * coord_scale((10, 41, 61), shape)
     assert np.allclose(peak, np.round(expected), atol=1)
+
+
+def test_thresholds_pairing_rule_round_trip(tmp_path):
+    thr = Thresholds(tau=(0.4, 0.3), d_min_um=(4.0, 2.0), d_max_um=11.0, delta=3.0,
+                     embed_weight=0.5, source="tuned")
+    again = Thresholds.from_dict(json.loads(json.dumps(thr.to_dict())))
+    assert again == thr
+    # Files written before the joint assignment existed keep the greedy rule.
+    old = {"tau": [0.5, 0.5], "d_min_um": [4, 2], "d_max_um": 14, "delta": 2, "source": "tuned"}
+    assert Thresholds.from_dict(old).embed_weight is None
+    assert Thresholds.from_dict({**old, "embed_weight": None}).embed_weight is None
