@@ -153,6 +153,8 @@ class AnnotatorWindow(ViewerWindow):
         self._build_recent()
         from .analysis_panel import install_analysis_panel
         self.analysis_panel = install_analysis_panel(self)  # View → Analysis, Jobs → statistics
+        from .synthetic_panel import install_synthetic_panel
+        self.synthetic_panel = install_synthetic_panel(self)  # View/Jobs → Synthetic data
         # The bar's Vectors box and the layer panel's are one setting.
         self.layer_panel.boxes["vectors"].toggled.connect(self.vectors_box.setChecked)
         self.vectors_box.toggled.connect(self.layer_panel.boxes["vectors"].setChecked)
@@ -498,7 +500,9 @@ class AnnotatorWindow(ViewerWindow):
 
         The model folder is ``<project>/models/<name>`` and is added to the
         project when training ends. ``options`` go to
-        :func:`cellpol_core.train.train` (``patch_size``, ``device``, ...).
+        :func:`cellpol_core.train.train` (``patch_size``, ``device``, ...). With
+        ``synthetic=<folder>`` (the Synthetic data dock) the job is
+        :func:`cellpol_core.synthetic_train.train_with_synthetic`.
         """
         import time
 
@@ -525,7 +529,11 @@ class AnnotatorWindow(ViewerWindow):
         outdir = self.project.root / "models" / name
         channels = self.project.find_image(images[0]).channels if \
             self.project.find_image(images[0]) else None
-        started = self.jobs.start("Train", train, images, tables, outdir=outdir, epochs=epochs,
+        if options.get("synthetic"):  # pre-train on synthetic images, then fine-tune
+            from cellpol_core.synthetic_train import train_with_synthetic as job
+        else:
+            job = train
+        started = self.jobs.start("Train", job, images, tables, outdir=outdir, epochs=epochs,
                                   init=init, channels=channels, **options)
         if started:
             self._train_name = name

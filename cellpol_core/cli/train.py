@@ -115,22 +115,18 @@ def _pretrain_synthetic(args):
     voxel size, so --channels, --axes and --voxel-size (meant for the real
     images) are not applied to them.
     """
-    from pathlib import Path
-
+    from ..synthetic_train import pretrain_dir, synthetic_pairs
     from ..train import train
 
     if args.init:
         raise InputError("--synthetic and --init both choose the starting model; give one")
     if args.resume:
         raise InputError("--resume continues the fine-tuning alone; leave out --synthetic")
-    syn_images = expand_inputs([args.synthetic])
-    if not Path(args.synthetic).is_dir() or not syn_images:
-        raise InputError("no synthetic images in this folder", args.synthetic)
-    syn_vectors = match_vectors(syn_images, [args.synthetic])
+    syn_images, syn_vectors = synthetic_pairs(args.synthetic)
     epochs = args.synthetic_epochs if args.synthetic_epochs is not None else args.epochs
     if epochs < 1:
         raise InputError("--synthetic-epochs must be at least 1")
-    outdir = Path(str(Path(args.output)) + "_synthetic")
+    outdir = pretrain_dir(args.output)
     job = train(syn_images, syn_vectors, outdir=outdir, val_fraction=args.val_fraction,
                 arch=args.arch, epochs=epochs, patch_size=_patch(args),
                 batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps_per_epoch,

@@ -1,0 +1,1035 @@
+"""The Synthetic data dock: mask dictionary, Vox2Vox GAN, synthetic images, pre-training.
+
+Four steps on the open project (METHOD.md §4), one group each, all files
+under ``<project>/synthetic/``::
+
+    synthetic/
+        dictionary.npz      1. the mask dictionary of the annotated objects
+        gan/                2. the GAN folder (cellpol_core.gan)
+        patches/            3. synthetic images with their vector CSVs
+
+4. *Train a model* opens the Train / fine-tune dialog and runs the window's
+training job with the synthetic folder: pre-training on it into
+``models/<name>_synthetic`` then fine-tuning on the annotations, or training
+on the synthetic images alone (:mod:`cellpol_core.synthetic_train`).
+
+Steps 1–3 run in the window's JobRunner (one job at a time, progress in the
+status bar and in the dock, Cancel). Their jobs return None and hand their
+result to the panel in a last event (``data[RESULT]``), so the window's own
+result handlers leave them alone (as the Analysis dock's report does), and
+the GAN's epoch-end marker is renamed so that the window's loss plot, which is
+for model training, ignores GAN epochs. The preview (a real slice, the label
+mask made from its annotations and the generator's image of that mask) is
+computed in the worker too, at the end of GAN training and by *Preview*.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QColor, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cellpol_core.errors import InputError
+from cellpol_core.jobs import ProgressEvent
+
+__all__ = [
+    "SyntheticPanel",
+    "install_synthetic_panel",
+    "panel_job",
+    "dictionary_job",
+    "gan_job",
+    "gan_preview",
+    "preview_job",
+    "generate_job",
+    "dictionary_counts",
+    "synthetic_count",
+    "RESULT",
+]
+
+SYNTHETIC_DIR = "synthetic"
+DICTIONARY_FILE = "dictionary.npz"
+GAN_DIR = "gan"
+PATCHES_DIR = "patches"
+#: Key of the last event's data that carries a panel job's result.
+RESULT = "synthetic_result"
+DEVICES = ("auto", "cpu", "cuda")
+TILE_PX = 128
+
+
+# ----------------------------------------------------------------------------- jobs (worker side)
+
+def panel_job(factory, *args, cancel=None, **kwargs):
+    """Run ``factory``'s job, hand its result over in a last event, return None.
+
+    The window treats the result of a job it does not know as prediction
+    files; a job returning None is left alone. GAN epoch ends are passed on as
+    ``data["gan_epoch_end"]`` so the window's model-training loss plot skips them.
+    """
+    job = factory(*args, cancel=cancel, **kwargs)
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if "epoch_end" in event.data:
+            data = dict(event.data)
+            data["gan_epoch_end"] = data.pop("epoch_end")
+            event = ProgressEvent(event.stage, event.step, event.total, event.message, data)
+        yield event
+    yield ProgressEvent("done", 1, 1, message="done", data={RESULT: result})
+
+
+def dictionary_job(images, vectors, *, path, channels=None, cancel=None):
+    """Build the mask dictionary of annotated images and save it to ``path``.
+
+    Returns ``{"start": n, "end": n, "structures": (str, str), "path": str}``.
+    """
+    from cellpol_core.synth import build_mask_dictionary
+
+    yield ProgressEvent("dictionary", 0, 1, message=f"masks of {len(images)} annotated images")
+    dictionary = build_mask_dictionary(images, vectors, channels=channels)
+    if cancel is not None:
+        cancel.check()
+    if not dictionary.start or not dictionary.end:
+        raise InputError("no object masks could be made from the annotations (flat images?)")
+    dictionary.save(path)
+    counts = {"start": len(dictionary.start), "end": len(dictionary.end),
+              "structures": tuple(dictionary.structures), "path": str(path)}
+    yield ProgressEvent("dictionary", 1, 1,
+                        message=f"{counts['start']} + {counts['end']} masks")
+    return counts
+
+
+def dictionary_counts(path):
+    """(start masks, end masks, structure names) of a saved dictionary, or None.
+
+    Reads only the JSON metadata, not the masks.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+        return (len(meta["start_offsets"]), len(meta["end_offsets"]),
+                tuple(meta.get("structures", ("start", "end"))))
+    except Exception:  # a broken file counts as none; rebuilding replaces it
+        return None
+
+
+def synthetic_count(folder) -> int:
+    """Number of synthetic images with their vector CSV in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    return sum(1 for f in folder.glob("synthetic_*.ome.tif")
+               if (folder / f.name.replace(".ome.tif", "_vectors.csv")).is_file())
+
+
+def gan_preview(gan_dir, image, vectors, *, channels=None, device="auto", seed=0) -> dict:
+    """A real patch, its label mask and the generator's image of that mask.
+
+    The patch (the GAN's training patch) is centred on the first annotated
+    pair of ``image``; the slice through that pair's start centroid is kept.
+
+    Returns
+    -------
+    dict
+        ``mask``, ``real``, ``fake``: (2, Y, X) float arrays in [0, 1];
+        ``z`` (slice index in the patch, None in 2D), ``voxel_size``,
+        ``ssim`` (of the whole patch, None when too small) and ``image``.
+    """
+    import torch
+
+    from cellpol_core.gan import load_gan, ssim
+    from cellpol_core.network import autocast_context, select_device
+    from cellpol_core.synth import DEFAULT_BOX_UM, image_object_masks, load_annotated
+    from cellpol_core.train import TrainingImage, crop_patch, prepare_image
+
+    dev = select_device(device)
+    gen, cfg, _ = load_gan(gan_dir, device=dev)
+    (img, table, ch), = load_annotated([image], [vectors], channels=channels)
+    dims = int(cfg["generator"]["spatial_dims"])
+    if img.ndim != dims:
+        raise InputError(f"the GAN is {dims}D but this image is {img.ndim}D", image)
+    vs = tuple(float(v) for v in cfg["voxel_size_zyx_um"])
+    box = tuple(tuple(b) for b in cfg.get("box_um", DEFAULT_BOX_UM))
+    item = prepare_image(img, table, channels=ch, voxel_size=vs, name=str(image))
+    mask = image_object_masks(item.data, item.vectors, voxel_size=vs, box_um=box)[2]
+    m = gen.size_multiple()
+    patch = np.array([max(m, -(-int(p) // m) * m) for p in cfg["patch_size_zyx"]])
+    shape = np.asarray(item.spatial_shape)
+    centre = item.vectors.start[0][-dims:] if len(item.vectors) else (shape - 1) / 2.0
+    origin = np.clip(np.round(centre - patch / 2.0).astype(int), 0, np.maximum(shape - patch, 0))
+    both = TrainingImage(np.concatenate([mask.astype(np.float32), item.data]), item.vectors)
+    cut, _ = crop_patch(both, tuple(int(o) for o in origin), tuple(int(p) for p in patch),
+                        np.random.default_rng(seed))
+    # Crop padding is faint noise; the mask channels are 0/1.
+    msk = (cut[:2] > 0.5).astype(np.float32)
+    real = np.clip(cut[2:], 0.0, 1.0)
+    torch.manual_seed(seed)
+    with torch.inference_mode(), autocast_context(dev):
+        fake = gen(torch.from_numpy(msk)[None].to(dev))[0].float().cpu().numpy()
+    try:
+        score = ssim(real, fake)
+    except ValueError:  # a patch too small for the SSIM window
+        score = None
+    z = None
+    if dims == 3:
+        z = int(np.clip(round(float(centre[0]) - origin[0]), 0, patch[0] - 1))
+        msk, real, fake = msk[:, z], real[:, z], fake[:, z]
+    return {"mask": msk, "real": real, "fake": np.clip(fake, 0.0, 1.0), "z": z,
+            "voxel_size": vs, "ssim": score, "image": str(image)}
+
+
+def preview_job(gan_dir, image, vectors, *, channels=None, device="auto", cancel=None):
+    """:func:`gan_preview` as a job."""
+    yield ProgressEvent("preview", 0, 1, message=f"preview of {Path(image).name}")
+    if cancel is not None:
+        cancel.check()
+    return gan_preview(gan_dir, image, vectors, channels=channels, device=device)
+
+
+def gan_job(images, vectors, *, outdir, channels=None, preview_index=0, device="auto",
+            cancel=None, **options):
+    """Train the GAN (:func:`cellpol_core.gan.train_gan`), then make a preview.
+
+    A (Z, Y, X) ``patch`` loses its Z for 2D images (the panel's fields
+    follow the open image, which may not be the project's kind). Returns
+    ``{"gan_dir": str, "preview": dict}``.
+    """
+    from cellpol_core.gan import train_gan
+    from cellpol_core.image import read_image
+
+    patch = options.get("patch")
+    if patch is not None and len(patch) == 3 and not options.get("resume"):
+        if read_image(images[0], lazy=True).ndim == 2:
+            options["patch"] = tuple(patch[1:])
+    out = yield from train_gan(images, vectors, outdir=outdir, channels=channels, device=device,
+                               cancel=cancel, **options)
+    k = min(max(int(preview_index), 0), len(images) - 1)
+    yield ProgressEvent("preview", 0, 1, message="preview")
+    preview = gan_preview(out, images[k], vectors[k], channels=channels, device=device)
+    return {"gan_dir": str(out), "preview": preview}
+
+
+def generate_job(gan_dir, *, n, outdir, cancel=None, **options):
+    """Replace the synthetic images of ``outdir`` with ``n`` new ones.
+
+    Earlier ``synthetic_*`` files are removed first: training reads the
+    whole folder. Returns the image paths.
+    """
+    from cellpol_core.gan import generate
+
+    outdir = Path(outdir)
+    if outdir.is_dir():
+        for f in list(outdir.glob("synthetic_*.ome.tif")) + list(
+                outdir.glob("synthetic_*_vectors.csv")):
+            f.unlink()
+    return (yield from generate(gan_dir, n=n, outdir=outdir, cancel=cancel, **options))
+
+
+# ----------------------------------------------------------------------------- widgets
+
+def _rgb_of(color) -> tuple:
+    return QColor(color).getRgb()[:3]
+
+
+class _EpochAxis(pg.AxisItem):
+    """An axis with whole-number ticks only (epochs)."""
+
+    def tickValues(self, minVal, maxVal, size):
+        levels = super().tickValues(minVal, maxVal, size)
+        return [(max(1.0, spacing), [v for v in values if float(v).is_integer()])
+                for spacing, values in levels]
+
+
+class PreviewTile(QWidget):
+    """A titled image of a (2, Y, X) slice in [0, 1], in the channel colours."""
+
+    def __init__(self, title: str, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.title = QLabel(title)
+        self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        self.image = QLabel()
+        self.image.setFixedSize(TILE_PX, TILE_PX)
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image.setStyleSheet("background: #101010; color: #808080;")
+        self.image.setText("–")
+        layout.addWidget(self.title)
+        layout.addWidget(self.image)
+        self.rgb = None
+
+    def set_slice(self, planes, *, colors, aspect=1.0):
+        """Show ``planes`` (2, Y, X), values 0–1; ``aspect``: x voxel / y voxel size."""
+        from .viewer import composite_rgb
+
+        planes = np.asarray(planes, np.float32)
+        rgb = composite_rgb(planes, np.array([[0.0, 1.0]] * len(planes)),
+                            colors=[_rgb_of(c) for c in colors])
+        self.rgb = np.ascontiguousarray(rgb)
+        h, w = self.rgb.shape[:2]
+        qimage = QImage(self.rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+        pixmap = QPixmap.fromImage(qimage)
+        # Voxels are drawn as seen: scale x by the voxel aspect, then fit the tile.
+        width = max(1, int(round(w * float(aspect))))
+        pixmap = pixmap.scaled(width, h, Qt.AspectRatioMode.IgnoreAspectRatio)
+        self.image.setPixmap(pixmap.scaled(TILE_PX, TILE_PX, Qt.AspectRatioMode.KeepAspectRatio,
+                                           Qt.TransformationMode.FastTransformation))
+
+    def clear(self):
+        self.rgb = None
+        self.image.clear()
+        self.image.setText("–")
+
+    def has_image(self) -> bool:
+        pixmap = self.image.pixmap()
+        return pixmap is not None and not pixmap.isNull()
+
+
+def _note(text: str) -> QLabel:
+    """A wrapped explanatory line, in a colour between the text's and the window's."""
+    from PySide6.QtGui import QPalette
+
+    label = QLabel(text)
+    label.setWordWrap(True)
+    pal = label.palette()
+    fg, bg = pal.color(QPalette.ColorRole.WindowText), pal.color(QPalette.ColorRole.Window)
+    mixed = QColor(*(int(0.6 * a + 0.4 * b) for a, b in zip(fg.getRgb()[:3], bg.getRgb()[:3])))
+    pal.setColor(QPalette.ColorRole.WindowText, mixed)
+    label.setPalette(pal)
+    return label
+
+
+def _spin(low, high, value, *, prefix="", tip=""):
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setValue(value)
+    if prefix:
+        spin.setPrefix(prefix)
+    if tip:
+        spin.setToolTip(tip)
+    return spin
+
+
+class SyntheticPanel(QWidget):
+    """The Synthetic data dock's contents (see the module docstring).
+
+    Parameters
+    ----------
+    window : AnnotatorWindow
+        Gives the project, its annotated images (``training_data``), the
+        JobRunner, error dialogs and the training job.
+    """
+
+    def __init__(self, window, parent=None):
+        super().__init__(parent)
+        self.window = window
+        self._pending = None  # (job name, result handler) of the panel's running job
+        self._result = None
+        self._annotated = ([], [])
+        self.last_preview = None
+        self.gan_history = {"epoch": [], "d_loss": [], "l1": []}
+
+        body = QWidget()
+        column = QVBoxLayout(body)
+        column.setContentsMargins(8, 8, 8, 8)
+        column.setSpacing(8)
+        self.project_label = QLabel()
+        self.project_label.setWordWrap(True)
+        column.addWidget(self.project_label)
+        column.addWidget(self._build_dictionary_group())
+        column.addWidget(self._build_gan_group())
+        column.addWidget(self._build_generate_group())
+        column.addWidget(self._build_train_group())
+        column.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidget(body)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Never narrower than the contents: nothing is cut off at the right.
+        scroll.setMinimumWidth(body.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width())
+
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("")
+        self.progress.setValue(0)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running step (a GAN keeps its last checkpoint)")
+        self.cancel_button.clicked.connect(self.cancel)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(8, 4, 8, 8)
+        bottom.addWidget(self.progress, 1)
+        bottom.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(scroll, 1)
+        layout.addLayout(bottom)
+
+        jobs = window.jobs
+        jobs.progress.connect(self._sync_busy)
+        jobs.finished.connect(self.refresh)
+        self.refresh()
+
+    # ------------------------------------------------------------------ building
+    def _build_dictionary_group(self):
+        box = QGroupBox("1 · Mask dictionary")
+        layout = QVBoxLayout(box)
+        layout.addWidget(_note("Object masks cut from the annotated images: a local Otsu "
+                               "threshold around every annotated centroid."))
+        row = QHBoxLayout()
+        self.build_button = QPushButton("Build dictionary")
+        self.build_button.clicked.connect(self.build_dictionary)
+        self.dictionary_label = QLabel()
+        self.dictionary_label.setWordWrap(True)
+        row.addWidget(self.build_button)
+        row.addWidget(self.dictionary_label, 1)
+        layout.addLayout(row)
+        return box
+
+    def _build_gan_group(self):
+        box = QGroupBox("2 · GAN (Vox2Vox)")
+        layout = QVBoxLayout(box)
+        layout.addWidget(_note("Learns to paint realistic images from label masks."))
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
+        self.gan_epochs = _spin(1, 100000, 200, tip="Total epochs (the paper used 200); a "
+                                                    "resumed run continues up to it")
+        form.addRow("Epochs:", self.gan_epochs)
+        patch = QWidget()
+        prow = QHBoxLayout(patch)
+        prow.setContentsMargins(0, 0, 0, 0)
+        self.patch_spins = {}
+        for axis, value in (("X", 128), ("Y", 128), ("Z", 64)):
+            spin = _spin(8, 1024, value, prefix=f"{axis} ",
+                         tip="Patch size in voxels, rounded up to a multiple of 16 and shrunk "
+                             "to the images")
+            prow.addWidget(spin)
+            self.patch_spins[axis] = spin
+        form.addRow("Patch (voxels):", patch)
+        self.gan_device = QComboBox()
+        self.gan_device.addItems(DEVICES)
+        form.addRow("Device:", self.gan_device)
+        self.resume_box = QCheckBox("Resume from the last checkpoint")
+        self.resume_box.toggled.connect(self._resume_toggled)
+        form.addRow("", self.resume_box)
+        layout.addLayout(form)
+
+        row = QHBoxLayout()
+        self.gan_button = QPushButton("Train GAN")
+        self.gan_button.clicked.connect(self._train_gan_clicked)
+        self.preview_button = QPushButton("Preview")
+        self.preview_button.setToolTip("Generate the image of a real patch's label mask")
+        self.preview_button.clicked.connect(lambda: self.preview())
+        row.addWidget(self.gan_button)
+        row.addWidget(self.preview_button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        self.gan_label = QLabel()
+        self.gan_label.setWordWrap(True)
+        layout.addWidget(self.gan_label)
+
+        self.gan_plot = pg.PlotWidget(background="#101010",
+                                      axisItems={"bottom": _EpochAxis("bottom")})
+        self.gan_plot.setMinimumHeight(120)
+        self.gan_plot.setMaximumHeight(150)
+        self.gan_plot.setLabel("bottom", "epoch")
+        self.gan_plot.addLegend(offset=(-10, 5))
+        self.d_curve = self.gan_plot.plot([], [], pen=pg.mkPen(80, 200, 255, width=2),
+                                          symbol="o", symbolSize=4, name="D loss")
+        self.l1_curve = self.gan_plot.plot([], [], pen=pg.mkPen(255, 170, 40, width=2),
+                                           symbol="o", symbolSize=4, name="L1")
+        layout.addWidget(self.gan_plot)
+
+        tiles = QGridLayout()
+        tiles.setHorizontalSpacing(6)
+        self.mask_tile = PreviewTile("Label mask")
+        self.real_tile = PreviewTile("Real")
+        self.fake_tile = PreviewTile("Generated")
+        for k, tile in enumerate((self.mask_tile, self.real_tile, self.fake_tile)):
+            tiles.addWidget(tile, 0, k)
+        tiles.setColumnStretch(3, 1)
+        layout.addLayout(tiles)
+        self.preview_label = _note("No preview yet: train the GAN or press Preview.")
+        layout.addWidget(self.preview_label)
+        return box
+
+    def _build_generate_group(self):
+        box = QGroupBox("3 · Synthetic images")
+        layout = QVBoxLayout(box)
+        layout.addWidget(_note("Random layouts of dictionary masks, painted by the GAN; each "
+                               "image comes with its exact vectors."))
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
+        self.n_spin = _spin(1, 100000, 50, tip="Number of images (one training patch each)")
+        form.addRow("Images:", self.n_spin)
+        pairs = QWidget()
+        prow = QHBoxLayout(pairs)
+        prow.setContentsMargins(0, 0, 0, 0)
+        self.pairs_min = _spin(1, 1000, 11, tip="Fewest pairs per image")
+        self.pairs_max = _spin(1, 1000, 18, tip="Most pairs per image (fewer where the patch "
+                                                "is too crowded)")
+        self.pairs_min.valueChanged.connect(lambda v: self.pairs_max.setValue(
+            max(v, self.pairs_max.value())))
+        self.pairs_max.valueChanged.connect(lambda v: self.pairs_min.setValue(
+            min(v, self.pairs_min.value())))
+        prow.addWidget(self.pairs_min)
+        prow.addWidget(QLabel("to"))
+        prow.addWidget(self.pairs_max)
+        form.addRow("Pairs per image:", pairs)
+        self.seed_spin = _spin(0, 2 ** 31 - 1, 0, tip="Same seed, same images")
+        form.addRow("Seed:", self.seed_spin)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.clicked.connect(self._generate_clicked)
+        self.patches_label = QLabel()
+        self.patches_label.setWordWrap(True)
+        row.addWidget(self.generate_button)
+        row.addWidget(self.patches_label, 1)
+        layout.addLayout(row)
+        return box
+
+    def _build_train_group(self):
+        box = QGroupBox("4 · Train a model")
+        layout = QVBoxLayout(box)
+        self.pretrain_radio = QRadioButton("Pre-train on synthetic images, then fine-tune on "
+                                           "the annotations")
+        self.synthetic_only_radio = QRadioButton("Synthetic images only")
+        group = QButtonGroup(self)
+        group.addButton(self.pretrain_radio)
+        group.addButton(self.synthetic_only_radio)
+        self.pretrain_radio.setChecked(True)
+        layout.addWidget(self.pretrain_radio)
+        layout.addWidget(self.synthetic_only_radio)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
+        self.synthetic_epochs = _spin(1, 10000, 20, tip="Epochs on the synthetic images; the "
+                                                        "dialog's epochs are the fine-tuning's")
+        form.addRow("Pre-training epochs:", self.synthetic_epochs)
+        self.pretrain_radio.toggled.connect(self.synthetic_epochs.setEnabled)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        self.train_button = QPushButton("Train model…")
+        self.train_button.setToolTip("Opens the Train / fine-tune dialog; the model goes to the "
+                                     "project's models/")
+        self.train_button.clicked.connect(self.train_model_dialog)
+        row.addWidget(self.train_button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        return box
+
+    # ------------------------------------------------------------------ paths and state
+    @property
+    def project(self):
+        return self.window.project
+
+    @property
+    def folder(self):
+        """``<project>/synthetic``, or None without a project."""
+        return None if self.project is None else self.project.root / SYNTHETIC_DIR
+
+    @property
+    def dictionary_path(self):
+        return None if self.folder is None else self.folder / DICTIONARY_FILE
+
+    @property
+    def gan_dir(self):
+        return None if self.folder is None else self.folder / GAN_DIR
+
+    @property
+    def patches_dir(self):
+        return None if self.folder is None else self.folder / PATCHES_DIR
+
+    @property
+    def busy(self) -> bool:
+        return self.window.jobs.running
+
+    def ndim(self) -> int:
+        loaded = getattr(self.window, "loaded", None)
+        return loaded.image.ndim if loaded is not None else 3
+
+    def gan_state(self) -> dict:
+        """``trained`` (generator weights), ``epochs`` done, ``checkpoint``, ``config``."""
+        out = {"trained": False, "epochs": 0, "checkpoint": False, "config": None,
+               "log": []}
+        gan = self.gan_dir
+        if gan is None or not gan.is_dir():
+            return out
+        # Plain JSON and CSV reads: importing the GAN module would load torch here.
+        try:
+            cfg = json.loads((gan / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return out
+        if not isinstance(cfg, dict) or cfg.get("kind") != "cellpol-gan" or \
+                not isinstance(cfg.get("patch_size_zyx"), list):
+            return out
+        out["config"] = cfg
+        out["trained"] = (gan / "generator.pt").is_file() and (gan / "masks.npz").is_file()
+        out["checkpoint"] = (gan / "checkpoint_last.pt").is_file()
+        out["log"] = _read_log(gan / "training_log.csv")
+        out["epochs"] = len(out["log"])
+        return out
+
+    def refresh(self):
+        """Re-read the project's synthetic folder; set the labels and the buttons."""
+        project = self.project
+        self._annotated = self.window.training_data() if project is not None else ([], [])
+        n_images = len(self._annotated[0])
+        if project is None:
+            self.project_label.setText("<b>No project.</b> Synthetic data lives in a project "
+                                       "folder: File → New project, then annotate some pairs.")
+        else:
+            self.project_label.setText(
+                f"Project <b>{project.root.name}</b> · {n_images} annotated image"
+                f"{'' if n_images == 1 else 's'} · files in <i>{SYNTHETIC_DIR}/</i>")
+        counts = dictionary_counts(self.dictionary_path) if project is not None else None
+        if counts is None:
+            self.dictionary_label.setText("No dictionary yet.")
+        else:
+            s, e, names = counts
+            self.dictionary_label.setText(f"<b>{s}</b> {names[0]} · <b>{e}</b> {names[1]} masks")
+        state = self.gan_state() if project is not None else {"trained": False, "epochs": 0,
+                                                                "checkpoint": False, "log": [],
+                                                                "config": None}
+        self._show_gan_state(state)
+        n_patches = synthetic_count(self.patches_dir) if project is not None else 0
+        self.patches_label.setText(
+            f"<b>{n_patches}</b> image{'' if n_patches == 1 else 's'} in "
+            f"<i>{SYNTHETIC_DIR}/{PATCHES_DIR}/</i>" if n_patches else "No synthetic images yet.")
+        self.patch_spins["Z"].setVisible(self.ndim() == 3)
+        self._sync_patch_fields(state)
+        self._state = {"images": n_images, "dictionary": counts is not None,
+                       "trained": state["trained"], "checkpoint": state["checkpoint"],
+                       "patches": n_patches}
+        self._set_tips()
+        self._sync_busy()
+
+    def _show_gan_state(self, state):
+        if state["trained"]:
+            cfg = state["config"]
+            patch = "×".join(str(p) for p in reversed(cfg["patch_size_zyx"]))
+            text = f"Trained <b>{state['epochs']}</b> epoch{'' if state['epochs'] == 1 else 's'}"
+            text += f" · patch {patch} voxels"
+            if state["log"]:
+                text += f" · L1 {state['log'][-1]['l1']:.4f}"
+            self.gan_label.setText(text)
+        else:
+            self.gan_label.setText("No GAN trained yet.")
+        self.resume_box.setText(f"Resume from the last checkpoint (epoch {state['epochs']})"
+                                if state["checkpoint"] else "Resume from the last checkpoint")
+        if not state["checkpoint"]:
+            self.resume_box.setChecked(False)
+        if self._pending is None:  # during training the live curve is shown
+            log = state["log"]
+            self.gan_history = {"epoch": [r["epoch"] for r in log],
+                                "d_loss": [r["d_loss"] for r in log],
+                                "l1": [r["l1"] for r in log]}
+            self._plot_history()
+
+    def _sync_patch_fields(self, state):
+        # The fields start at the trained GAN's patch (once per GAN), ready to resume it.
+        cfg = state["config"]
+        if cfg is None:
+            return
+        key = (str(self.gan_dir), tuple(cfg["patch_size_zyx"]))
+        if key == getattr(self, "_patch_synced", None):
+            return
+        self._patch_synced = key
+        for axis, value in zip("ZYX"[-len(key[1]):], key[1]):
+            self.patch_spins[axis].setValue(int(value))
+
+    def _plot_history(self):
+        h = self.gan_history
+        self.d_curve.setData(h["epoch"], h["d_loss"])
+        self.l1_curve.setData(h["epoch"], h["l1"])
+
+    def _sync_busy(self, *_):
+        """Enable each button only when its inputs exist and no job runs."""
+        st = getattr(self, "_state", None)
+        if st is None:
+            return
+        idle = not self.busy
+        has = st["images"] > 0
+        self.build_button.setEnabled(idle and has)
+        self.gan_button.setEnabled(idle and has and st["dictionary"])
+        self.resume_box.setEnabled(idle and st["checkpoint"])
+        self.preview_button.setEnabled(idle and has and st["trained"])
+        self.generate_button.setEnabled(idle and st["trained"])
+        self.train_button.setEnabled(idle and has and st["patches"] > 0)
+        self.cancel_button.setEnabled(self._pending is not None)
+        for spin in self.patch_spins.values():
+            spin.setEnabled(not self.resume_box.isChecked())
+
+    def _set_tips(self):
+        # Disabled buttons say what they wait for.
+        st, has = self._state, self._state["images"] > 0
+        tips = {self.build_button: "" if has else "Annotate some pairs in the project first",
+                self.gan_button: "" if st["dictionary"] else "Build the mask dictionary first",
+                self.preview_button: "Generate the image of a real patch's label mask"
+                if st["trained"] else "Train the GAN first",
+                self.generate_button: "" if st["trained"] else "Train the GAN first",
+                self.train_button: "Opens the Train / fine-tune dialog" if st["patches"]
+                else "Generate synthetic images first"}
+        for button, tip in tips.items():
+            button.setToolTip(tip)
+
+    def _resume_toggled(self, on):
+        for spin in self.patch_spins.values():
+            spin.setEnabled(not on)
+
+    # ------------------------------------------------------------------ running jobs
+    def _channels(self, image):
+        entry = self.project.find_image(image) if self.project is not None else None
+        return tuple(entry.channels) if entry is not None else None
+
+    def _need_annotations(self) -> bool:
+        if self.project is None:
+            self.window.show_error("Synthetic data needs a project: File → New project")
+            return False
+        self._annotated = self.window.training_data()
+        if not self._annotated[0]:
+            self.window.show_error("No annotated image in the project: annotate some pairs "
+                                   "first")
+            return False
+        return True
+
+    def _start(self, name, handler, factory, *args, **kwargs) -> bool:
+        jobs = self.window.jobs
+        if jobs.running:
+            self.window.show_error(f"{jobs.name or 'A job'} is running: wait for it or cancel it")
+            return False
+        self._result = None
+        if not jobs.start(name, panel_job, factory, *args, **kwargs):
+            return False
+        self._pending = (name, handler)
+        jobs.progress.connect(self._on_progress)
+        jobs.finished.connect(self._on_finished)
+        started = getattr(self.window, "_job_started", None)
+        if started is not None:
+            started(f"{name}…")
+        self.progress.setRange(0, 0)
+        self.progress.setFormat(f"{name}…")
+        self._sync_busy()
+        return True
+
+    def _on_progress(self, event):
+        if RESULT in event.data:
+            self._result = event.data[RESULT]
+            return
+        if event.total:
+            self.progress.setRange(0, int(event.total))
+            self.progress.setValue(int(event.step))
+        name = self._pending[0] if self._pending else ""
+        self.progress.setFormat(f"{name}: {event.message}" if event.message else name)
+        if event.data.get("gan_epoch_end"):
+            h = self.gan_history
+            h["epoch"].append(int(event.data["epoch"]))
+            h["d_loss"].append(float(event.data["d_loss"]))
+            h["l1"].append(float(event.data["l1"]))
+            self._plot_history()
+        elif event.stage == "gan" and "patch_size" in event.data:
+            # First event of a run: a resumed run keeps its logged epochs.
+            keep = int(event.data.get("epoch", 0))
+            self.gan_history = {k: v[:keep] for k, v in self.gan_history.items()}
+            self._plot_history()
+
+    def _on_finished(self):
+        jobs = self.window.jobs
+        jobs.progress.disconnect(self._on_progress)
+        jobs.finished.disconnect(self._on_finished)
+        (_, handler), self._pending = self._pending, None
+        result, self._result = self._result, None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        if result is not None:
+            handler(result)
+        self.refresh()
+
+    def cancel(self):
+        """Stop the panel's running job at its next check."""
+        if self._pending is not None:
+            self.window.jobs.cancel()
+
+    def _message(self, text):
+        self.window.statusBar().showMessage(text, 6000)
+
+    # ------------------------------------------------------------------ 1. dictionary
+    def build_dictionary(self) -> bool:
+        """Build ``synthetic/dictionary.npz`` from the annotated project images."""
+        if not self._need_annotations():
+            return False
+        images, tables = self._annotated
+        return self._start("Mask dictionary", self._dictionary_done, dictionary_job, images,
+                           tables, path=self.dictionary_path, channels=self._channels(images[0]))
+
+    def _dictionary_done(self, counts):
+        names = counts["structures"]
+        self._message(f"Mask dictionary: {counts['start']} {names[0]} and {counts['end']} "
+                      f"{names[1]} masks")
+
+    # ------------------------------------------------------------------ 2. GAN
+    def gan_options(self) -> dict:
+        """The GAN fields as :func:`cellpol_core.gan.train_gan` options."""
+        s = self.patch_spins
+        yx = (s["Y"].value(), s["X"].value())
+        out = {"epochs": self.gan_epochs.value(),
+               "patch": (s["Z"].value(),) + yx if self.ndim() == 3 else yx,
+               "device": self.gan_device.currentText()}
+        if self.resume_box.isEnabled() and self.resume_box.isChecked():
+            out["resume"] = True
+        return out
+
+    def _preview_index(self, images) -> int:
+        # The open image when it is annotated: its slice is the one the user knows.
+        here = getattr(self.window, "image_path", None)
+        if here is not None:
+            for k, p in enumerate(images):
+                if Path(p).absolute() == Path(here).absolute():
+                    return k
+        return 0
+
+    def train_gan(self, **overrides) -> bool:
+        """Train the GAN into ``synthetic/gan`` with the fields' options.
+
+        ``overrides`` replace or add :func:`cellpol_core.gan.train_gan`
+        options (``epochs``, ``patch``, ``steps_per_epoch``, ``base_filters``...).
+        """
+        if not self._need_annotations():
+            return False
+        if dictionary_counts(self.dictionary_path) is None:
+            self.window.show_error("Build the mask dictionary first (step 1)")
+            return False
+        options = dict(self.gan_options(), **overrides)
+        if options.get("resume"):
+            done = self.gan_state()["epochs"]
+            if options["epochs"] <= done:
+                self.window.show_error(f"The GAN already has {done} epochs: raise Epochs above "
+                                       f"{done} to continue it")
+                return False
+        images, tables = self._annotated
+        return self._start("GAN training", self._gan_done, gan_job, images, tables,
+                           outdir=self.gan_dir, channels=self._channels(images[0]),
+                           preview_index=self._preview_index(images), **options)
+
+    def _train_gan_clicked(self):
+        state = self.gan_state()
+        if state["trained"] and not self.gan_options().get("resume"):
+            answer = QMessageBox.question(
+                self, "Train GAN", f"Replace the trained GAN ({state['epochs']} epochs)?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.train_gan()
+
+    def _gan_done(self, result):
+        if result.get("preview") is not None:
+            self.show_preview(result["preview"])
+        self._message(f"GAN saved in {self.project.relative(result['gan_dir'])}")
+
+    def preview(self, *, device=None) -> bool:
+        """Compute a preview of the trained GAN in the worker (see :func:`gan_preview`)."""
+        if not self._need_annotations():
+            return False
+        if not self.gan_state()["trained"]:
+            self.window.show_error("Train the GAN first (step 2)")
+            return False
+        images, tables = self._annotated
+        k = self._preview_index(images)
+        return self._start("GAN preview", self.show_preview, preview_job, self.gan_dir,
+                           images[k], tables[k], channels=self._channels(images[k]),
+                           device=device or self.gan_device.currentText())
+
+    def show_preview(self, preview: dict):
+        """Show a :func:`gan_preview` result in the three tiles."""
+        self.last_preview = preview
+        colors = getattr(self.window, "channel_colors", ("#3ce63c", "#ff3c3c"))
+        vs = preview["voxel_size"]
+        aspect = float(vs[2]) / float(vs[1])
+        self.mask_tile.set_slice(preview["mask"], colors=colors, aspect=aspect)
+        self.real_tile.set_slice(preview["real"], colors=colors, aspect=aspect)
+        self.fake_tile.set_slice(preview["fake"], colors=colors, aspect=aspect)
+        parts = [Path(preview["image"]).name]
+        if preview["z"] is not None:
+            parts.append(f"patch slice z {preview['z']}")
+        if preview["ssim"] is not None:
+            parts.append(f"SSIM {preview['ssim']:.3f} (patch)")
+        self.preview_label.setText(" · ".join(parts))
+
+    # ------------------------------------------------------------------ 3. generate
+    def generate_options(self) -> dict:
+        return {"n": self.n_spin.value(),
+                "n_pairs": (self.pairs_min.value(), self.pairs_max.value()),
+                "seed": self.seed_spin.value(), "device": self.gan_device.currentText()}
+
+    def generate(self, **overrides) -> bool:
+        """Write synthetic images into ``synthetic/patches`` (replacing earlier ones)."""
+        if self.project is None:
+            self.window.show_error("Synthetic data needs a project: File → New project")
+            return False
+        if not self.gan_state()["trained"]:
+            self.window.show_error("Train the GAN first (step 2)")
+            return False
+        options = dict(self.generate_options(), **overrides)
+        return self._start("Synthetic images", self._generated, generate_job, self.gan_dir,
+                           outdir=self.patches_dir, **options)
+
+    def _generate_clicked(self):
+        n = synthetic_count(self.patches_dir)
+        if n:
+            answer = QMessageBox.question(
+                self, "Generate", f"Replace the {n} synthetic images in "
+                                  f"{SYNTHETIC_DIR}/{PATCHES_DIR}/?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.generate()
+
+    def _generated(self, paths):
+        self._message(f"{len(paths)} synthetic images written to {SYNTHETIC_DIR}/{PATCHES_DIR}/")
+
+    # ------------------------------------------------------------------ 4. train
+    def synthetic_only(self) -> bool:
+        return self.synthetic_only_radio.isChecked()
+
+    def make_train_dialog(self):
+        """The window's Train / fine-tune dialog, set up for synthetic data (None: no project)."""
+        dialog = self.window.make_train_dialog()
+        if dialog is None:
+            return None
+        dialog.setWindowTitle("Train with synthetic data")
+        # The pre-trained model is the starting point; resuming concerns one run.
+        dialog.init_combo.setCurrentIndex(0)
+        dialog.init_combo.setEnabled(False)
+        dialog.init_combo.setToolTip("The synthetic pre-training gives the starting model")
+        dialog.resume_box.setChecked(False)
+        dialog.resume_box.setVisible(False)
+        if self.synthetic_only():
+            dialog.val_fraction_radio.setChecked(True)
+            dialog.val_images_radio.setEnabled(False)
+            dialog.val_images_radio.setToolTip("Synthetic-only training validates on a "
+                                               "fraction of each synthetic image")
+        return dialog
+
+    def train_model_dialog(self):
+        dialog = self.make_train_dialog()
+        if dialog is not None and dialog.exec():
+            self.train_model(**dialog.kwargs())
+
+    def train_model(self, **options) -> bool:
+        """Run the window's training job with the synthetic images.
+
+        ``options`` are the Train dialog's (``epochs``, ``name``, ...). With
+        *Pre-train* chosen, the model is pre-trained on ``synthetic/patches``
+        into ``models/<name>_synthetic``, then fine-tuned on the annotations
+        into ``models/<name>``; with *Synthetic images only*, trained on them
+        into ``models/<name>``.
+        """
+        if synthetic_count(self.patches_dir) == 0:
+            self.window.show_error("Generate synthetic images first (step 3)")
+            return False
+        options.pop("resume", None)
+        options.pop("init", None)
+        if self.synthetic_only():
+            options.pop("val_images", None)
+            options["synthetic_only"] = True
+        else:
+            options["synthetic_epochs"] = self.synthetic_epochs.value()
+        started = self.window.train(synthetic=str(self.patches_dir), **options)
+        self._sync_busy()
+        return started
+
+
+def _read_log(path) -> list:
+    """Rows (epoch, d_loss, g_loss, l1) of a GAN training_log.csv; [] when absent or broken."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [{"epoch": int(r["epoch"]), "d_loss": float(r["d_loss"]),
+                     "g_loss": float(r["g_loss"]), "l1": float(r["l1"])}
+                    for r in csv.DictReader(fh)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def install_synthetic_panel(window) -> SyntheticPanel:
+    """Add the Synthetic data dock to an AnnotatorWindow, with its menu actions.
+
+    Sets ``window.synthetic_dock`` and ``window.synthetic_action`` (Jobs →
+    Synthetic training data…, after Train / fine-tune…) and returns the panel.
+    """
+    from PySide6.QtWidgets import QDockWidget
+
+    panel = SyntheticPanel(window)
+    dock = QDockWidget("Synthetic data", window)
+    dock.setObjectName("synthetic")
+    dock.setWidget(panel)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    dock.setVisible(False)
+    window.synthetic_dock = dock
+    menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()
+             if a.menu() is not None}
+    toggle = dock.toggleViewAction()
+    toggle.setText("S&ynthetic data")
+    if "View" in menus:
+        menus["View"].addAction(toggle)
+    action = QAction("S&ynthetic training data…", window)
+    action.setToolTip("Mask dictionary, GAN, synthetic images and pre-training")
+    action.triggered.connect(lambda: show_synthetic(window))
+    if "Jobs" in menus:
+        jobs_menu = menus["Jobs"]
+        actions = jobs_menu.actions()
+        train = getattr(window, "train_action", None)
+        after = actions.index(train) + 1 if train in actions else len(actions)
+        if after < len(actions):
+            jobs_menu.insertAction(actions[after], action)
+        else:
+            jobs_menu.addAction(action)
+    window.synthetic_action = action
+
+    def follow():
+        if not dock.isHidden():
+            panel.refresh()
+
+    window.annotations.add_listener(follow)
+    window.image_loaded.connect(lambda _path: follow())
+    dock.visibilityChanged.connect(lambda on: on and panel.refresh())
+    return panel
+
+
+def show_synthetic(window):
+    """Show the Synthetic data dock, up to date."""
+    window.synthetic_dock.setVisible(True)
+    window.synthetic_dock.raise_()
+    window.synthetic_dock.widget().refresh()

@@ -1,0 +1,150 @@
+"""Training a CellPol model with synthetic images: pre-train on them, then fine-tune.
+
+The synthetic folder is what :func:`cellpol_core.gan.generate` (``cellpol gan
+generate``) writes: ``synthetic_NNNN.ome.tif`` images with their
+``synthetic_NNNN_vectors.csv``. A model is trained on it first (into
+``<model dir>_synthetic``), and that model is then fine-tuned on the real
+annotated images (METHOD.md §4). ``cellpol train --synthetic`` and the
+desktop app's Synthetic data panel share these helpers.
+
+Synthetic images name their channels after the structures and carry their
+voxel size, so the options that say how to read the *real* images
+(``channels``, ``axes``, ``voxel_size``) and the real validation images are
+not applied to them; see :data:`PRETRAIN_OPTIONS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from .errors import InputError
+from .jobs import CancelToken, ProgressEvent
+
+__all__ = ["PRETRAIN_OPTIONS", "synthetic_pairs", "pretrain_dir", "train_with_synthetic"]
+
+#: Options of :func:`cellpol_core.train.train` that the synthetic pre-training shares
+#: with the real training (the others only concern the real images).
+PRETRAIN_OPTIONS = ("val_fraction", "arch", "patch_size", "batch_size", "lr", "steps_per_epoch",
+                    "device", "seed", "preset", "structures", "model_voxel_size")
+
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".lsm")
+
+
+def synthetic_pairs(folder) -> tuple:
+    """The images of a synthetic folder and their vector CSVs, sorted by name.
+
+    Parameters
+    ----------
+    folder : path
+        A folder written by :func:`cellpol_core.gan.generate`.
+
+    Returns
+    -------
+    (list of Path, list of Path)
+        Images and, for each, ``<stem>_vectors.csv`` (or ``<stem>.csv``).
+
+    Raises
+    ------
+    InputError
+        The folder is missing or holds no image, or an image has no CSV.
+    """
+    from .predict import image_stem
+
+    folder = Path(folder)
+    images = sorted(f for f in folder.iterdir()
+                    if f.is_file() and f.name.lower().endswith(_IMAGE_SUFFIXES)) \
+        if folder.is_dir() else []
+    if not images:
+        raise InputError("no synthetic images in this folder", folder)
+    vectors = []
+    for image in images:
+        stem = image_stem(image)
+        found = [folder / f"{stem}_vectors.csv", folder / f"{stem}.csv"]
+        csv = next((c for c in found if c.is_file()), None)
+        if csv is None:
+            raise InputError(f"no vector CSV for this image (looked for {stem}.csv or "
+                             f"{stem}_vectors.csv)", image)
+        vectors.append(csv)
+    return images, vectors
+
+
+def pretrain_dir(outdir) -> Path:
+    """Where the synthetic pre-training of model folder ``outdir`` goes: ``<outdir>_synthetic``."""
+    return Path(str(Path(outdir)) + "_synthetic")
+
+
+def _tagged(job, *, phase, prefix, epoch_offset=0):
+    """Forward ``job``'s events with ``data["phase"]``, a message prefix and shifted epochs."""
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            return stop.value
+        data = dict(event.data, phase=phase)
+        if epoch_offset and "epoch" in data:
+            data["epoch"] = int(data["epoch"]) + epoch_offset
+        message = f"{prefix}{event.message}" if event.message else prefix.rstrip(": ")
+        yield ProgressEvent(event.stage, event.step, event.total, message, data)
+
+
+def train_with_synthetic(images, vectors, *, synthetic, outdir, epochs=50, synthetic_epochs=None,
+                         synthetic_only=False, init=None, resume=False,
+                         cancel: Optional[CancelToken] = None, **options):
+    """Pre-train on a synthetic folder, then fine-tune on real images (a generator job).
+
+    Yields the events of :func:`cellpol_core.train.train` for both phases,
+    with ``data["phase"]`` ``"synthetic"`` or ``"real"`` and the message
+    prefixed ``"synthetic: "`` or ``"fine-tuning: "``. ``data["epoch"]``
+    counts on across the phases (the fine-tuning's first epoch follows the
+    last synthetic one), so one loss plot shows both; the messages keep each
+    phase's own count. Returns the model folder.
+
+    Parameters
+    ----------
+    images, vectors : sequences
+        Real annotated images and their vector CSVs (unused with
+        ``synthetic_only``).
+    synthetic : path
+        Folder of synthetic images with vector CSVs.
+    outdir : path
+        The final model folder; the pre-trained model goes to
+        :func:`pretrain_dir` of it.
+    epochs : int
+        Epochs of the fine-tuning (of the only training with ``synthetic_only``).
+    synthetic_epochs : int, optional
+        Epochs of the pre-training; default ``epochs``.
+    synthetic_only : bool
+        Train on the synthetic images alone, into ``outdir`` (validation:
+        ``val_fraction`` of each synthetic image; real validation images are
+        ignored).
+    init, resume
+        Refused: pre-training chooses the starting model, and resuming
+        concerns one training run.
+    cancel : CancelToken, optional
+    **options
+        More :func:`cellpol_core.train.train` options; those in
+        :data:`PRETRAIN_OPTIONS` apply to the synthetic training too.
+    """
+    from .train import train
+
+    if init is not None:
+        raise InputError("synthetic pre-training and an initial model both choose the starting "
+                         "model; give one")
+    if resume:
+        raise InputError("resuming continues one training run; train without synthetic "
+                         "pre-training to resume")
+    syn_images, syn_vectors = synthetic_pairs(synthetic)
+    n_syn = int(epochs if synthetic_epochs is None or synthetic_only else synthetic_epochs)
+    if n_syn < 1 or int(epochs) < 1:
+        raise InputError(f"epochs must be at least 1, got {min(n_syn, int(epochs))}")
+    shared = {k: options[k] for k in PRETRAIN_OPTIONS if k in options}
+    if synthetic_only:
+        job = train(syn_images, syn_vectors, outdir=outdir, epochs=n_syn, cancel=cancel, **shared)
+        return (yield from _tagged(job, phase="synthetic", prefix="synthetic: "))
+    job = train(syn_images, syn_vectors, outdir=pretrain_dir(outdir), epochs=n_syn,
+                cancel=cancel, **shared)
+    pretrained = yield from _tagged(job, phase="synthetic", prefix="synthetic: ")
+    job = train(images, vectors, outdir=outdir, epochs=int(epochs), init=str(pretrained),
+                cancel=cancel, **options)
+    return (yield from _tagged(job, phase="real", prefix="fine-tuning: ", epoch_offset=n_syn))
