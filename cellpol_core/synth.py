@@ -208,7 +208,8 @@ def extract_object_mask(channel, centroid, *, half_size, spacing=None) -> tuple:
     region = channel[tuple(slice(a, b) for a, b in zip(lo, hi))].astype(np.float64)
     if region.size < 2 or region.max() <= region.min():
         return None
-    fg = region > threshold_otsu(region)
+    # Flattened: a small 3D box ending in 3 or 4 would look like RGB to Otsu.
+    fg = region > threshold_otsu(region.ravel())
     labels, n = ndimage.label(fg)
     if n == 0:
         return None
