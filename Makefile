@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv clean demo-data demo-model
+BUILD_STAMP := $(VENV)/.installed-build
+
+.PHONY: run test test-quick venv clean demo-data demo-model bundle test-bundle
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +22,27 @@ run: $(STAMP)
 # GUI tests that run torch jobs in worker threads go in a second process with
 # a time limit and one retry of the failures: under load they rarely stall
 # (a worker never finishing); see the note in tests/gui_wait.py.
-test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not gui_jobs"
+# Every test: the engine and GUI tests, then the standalone app (built first).
+test: test-quick test-bundle
+
+# The engine and GUI tests only (no PyInstaller build).
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not gui_jobs and not bundle"
 	timeout 600 $(BIN)/python -m pytest -q -m gui_jobs || \
 		timeout 600 $(BIN)/python -m pytest -q -m gui_jobs --lf
+
+$(BUILD_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[gui,dev,build]"
+	touch $(BUILD_STAMP)
+
+# The standalone app (PyInstaller, about 3 minutes): dist/CellPol/ and
+# dist/CellPol-<version>-linux-x86_64.tar.gz; sizes and time in dist/bundle_report.json.
+bundle: $(BUILD_STAMP)
+	$(BIN)/python build_spec/make_bundle.py
+
+# Tests of the frozen app: self-test, screenshot under Xvfb, install/uninstall.
+test-bundle: bundle
+	$(BIN)/python -m pytest -q -m bundle
 
 demo-data: $(STAMP)
 	$(BIN)/python scripts/make_demo_data.py

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import cellpol_core
+
 DEFAULT_SIZE = (1200, 800)
 
 
@@ -28,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window size in pixels (default: %(default)s)")
     p.add_argument("--quit-after", type=float, metavar="SECONDS",
                    help="close the window after this many seconds")
+    p.add_argument("--selftest", action="store_true",
+                   help="check this installation with no display: predict the bundled demo with "
+                        "the bundled model, print the figures, exit non-zero on failure "
+                        "(options: --selftest --help)")
+    p.add_argument("--version", action="version", version=f"CellPol {cellpol_core.__version__}")
     return p
 
 
@@ -44,13 +51,19 @@ def _get_app():
     app = QApplication.instance()
     if app is None:
         app = QApplication(sys.argv[:1])
-    import cellpol_core
-
     app.setApplicationName("CellPol")
     app.setApplicationDisplayName("CellPol")
     app.setOrganizationName("CellPol")
     app.setOrganizationDomain("cellpol.org")
     app.setApplicationVersion(cellpol_core.__version__)
+    # Matches the installed cellpol.desktop, so docks and taskbars show its icon.
+    app.setDesktopFileName("cellpol")
+    from cellpol_core.resources import resources_dir
+    from PySide6.QtGui import QIcon
+
+    icon = resources_dir() / "icons" / "cellpol.png"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     return app
 
 
@@ -73,6 +86,12 @@ def _settle(app, window, *, timeout=10.0):
 
 def main(argv=None) -> int:
     """Run the desktop viewer; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--selftest" in argv:
+        # Before anything imports Qt: the self-test runs with no display.
+        from cellpol_core.selftest import main as selftest_main
+
+        return selftest_main([a for a in argv if a != "--selftest"])
     args = build_parser().parse_args(argv)
     headless = args.screenshot is not None
 

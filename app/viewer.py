@@ -44,7 +44,9 @@ _device_label: Optional[str] = None
 def compute_device_label() -> str:
     """``"GPU: <name>"`` when torch sees a CUDA device, else ``"CPU"``.
 
-    torch is imported here, not at module level: it takes seconds to import.
+    A CUDA build of torch with no usable GPU (no card or no driver) falls back
+    to ``"CPU (no CUDA GPU found)"``. torch is imported here, not at module
+    level: it takes seconds to import.
     """
     global _device_label
     if _device_label is None:
@@ -53,6 +55,8 @@ def compute_device_label() -> str:
 
             if torch.cuda.is_available():
                 _device_label = f"GPU: {torch.cuda.get_device_name(0)}"
+            elif getattr(getattr(torch, "version", None), "cuda", None):
+                _device_label = "CPU (no CUDA GPU found)"
             else:
                 _device_label = "CPU"
         except Exception:  # a broken torch install must not break the viewer

@@ -18,9 +18,25 @@ from importlib.metadata import PackageNotFoundError, version as _version
 # this at its first allocation, so it must be set before any tensor exists.
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
+
+
+def _source_version() -> str:
+    # A source tree that is not installed: read pyproject.toml, the one place
+    # the version is written (the frozen app bundles the package metadata).
+    import re
+
+    pyproject = _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), "pyproject.toml")
+    try:
+        with open(pyproject, encoding="utf-8") as f:
+            match = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.MULTILINE)
+    except OSError:
+        match = None
+    return match.group(1) if match else "0.0.0+unknown"
+
+
 try:
     __version__ = _version("cellpol")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+except PackageNotFoundError:
+    __version__ = _source_version()
 
 __all__ = ["__version__"]
