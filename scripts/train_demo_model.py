@@ -20,7 +20,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +68,6 @@ def main(argv=None) -> int:
     ap.add_argument("--no-install", action="store_true", help="do not copy into resources/")
     args = ap.parse_args(argv)
 
-    t0 = time.perf_counter()
     tr_img, tr_vec = write_set(args.work / "train", TRAIN_SEEDS)
     va_img, va_vec = write_set(args.work / "val", VAL_SEEDS)
     tu_img, tu_vec = write_set(args.work / "val", TUNE_SEEDS)
@@ -80,7 +78,9 @@ def main(argv=None) -> int:
                       arch="light", epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                       patch_size=PATCH, batch_size=2, model_voxel_size=MODEL_VOXEL_SIZE,
                       device="cpu", seed=0, resume=args.resume), bar)
-    t_train = time.perf_counter() - t0
+    # From the log, so that a resumed run reports its whole training time.
+    from cellpol_core.train import read_training_log
+    t_train = sum(float(r["seconds"]) for r in read_training_log(model_dir / "training_log.csv"))
     with ProgressBar(disable=False) as bar:
         _, report = run_job(tune(model_dir, tu_img, tu_vec, device="cpu"), bar)
     print(format_report(report))

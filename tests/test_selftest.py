@@ -35,7 +35,7 @@ def test_selftest_passes_on_the_bundled_demo():
     report = selftest.run_selftest()
     assert report.ok, report.format()
     assert report.problems == []
-    # The demo model finds ~64 vectors and F1 ~0.73 at level 5; floors are well below.
+    # The demo model finds ~66 vectors and F1 ~0.82 at level 5; floors are well below.
     assert report.n_pred >= selftest.MIN_VECTORS
     assert report.n_gt == len(read_vectors(demo_vectors_path()))
     assert report.f1[5] >= 0.6
