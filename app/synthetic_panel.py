@@ -20,7 +20,12 @@ result handlers leave them alone (as the Analysis dock's report does), and
 the GAN's epoch-end marker is renamed so that the window's loss plot, which is
 for model training, ignores GAN epochs. The preview (a real slice, the label
 mask made from its annotations and the generator's image of that mask) is
-computed in the worker too, at the end of GAN training and by *Preview*.
+computed in the worker too: during GAN training after every
+:data:`PREVIEW_EVERY`-th epoch and the last (from the ``generator.pt`` that
+epoch wrote), and by *Preview*.
+
+The device field offers ``cuda`` only once the window's background device
+detection (:func:`cellpol_app.viewer.compute_device_label`) has found a CUDA GPU.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ __all__ = [
     "dictionary_job",
     "gan_job",
     "gan_preview",
+    "LivePreview",
+    "DeviceCombo",
+    "cuda_offered",
     "preview_job",
     "generate_job",
     "dictionary_counts",
@@ -76,6 +84,8 @@ PATCHES_DIR = "patches"
 #: Key of the last event's data that carries a panel job's result.
 RESULT = "synthetic_result"
 DEVICES = ("auto", "cpu", "cuda")
+#: Live preview during GAN training after every this many epochs (and the last).
+PREVIEW_EVERY = 5
 TILE_PX = 128
 
 
@@ -150,6 +160,61 @@ def synthetic_count(folder) -> int:
                if (folder / f.name.replace(".ome.tif", "_vectors.csv")).is_file())
 
 
+def _preview_source(cfg, image, vectors, *, channels=None, size_multiple=16, seed=0) -> dict:
+    """The fixed half of a preview: the GAN's patch of ``image`` and its label mask.
+
+    The patch is centred on the first annotated pair; ``z`` is the slice
+    through that pair's start centroid (None in 2D). Returns ``mask`` (0/1)
+    and ``real`` ((2, *patch) float32 arrays), ``z``, ``voxel_size`` and ``image``.
+    """
+    from cellpol_core.synth import DEFAULT_BOX_UM, image_object_masks, load_annotated
+    from cellpol_core.train import TrainingImage, crop_patch, prepare_image
+
+    (img, table, ch), = load_annotated([image], [vectors], channels=channels)
+    dims = int(cfg["generator"]["spatial_dims"])
+    if img.ndim != dims:
+        raise InputError(f"the GAN is {dims}D but this image is {img.ndim}D", image)
+    vs = tuple(float(v) for v in cfg["voxel_size_zyx_um"])
+    box = tuple(tuple(b) for b in cfg.get("box_um", DEFAULT_BOX_UM))
+    item = prepare_image(img, table, channels=ch, voxel_size=vs, name=str(image))
+    mask = image_object_masks(item.data, item.vectors, voxel_size=vs, box_um=box)[2]
+    m = int(size_multiple)
+    patch = np.array([max(m, -(-int(p) // m) * m) for p in cfg["patch_size_zyx"]])
+    shape = np.asarray(item.spatial_shape)
+    centre = item.vectors.start[0][-dims:] if len(item.vectors) else (shape - 1) / 2.0
+    origin = np.clip(np.round(centre - patch / 2.0).astype(int), 0, np.maximum(shape - patch, 0))
+    both = TrainingImage(np.concatenate([mask.astype(np.float32), item.data]), item.vectors)
+    cut, _ = crop_patch(both, tuple(int(o) for o in origin), tuple(int(p) for p in patch),
+                        np.random.default_rng(seed))
+    z = None
+    if dims == 3:
+        z = int(np.clip(round(float(centre[0]) - origin[0]), 0, patch[0] - 1))
+    # Crop padding is faint noise; the mask channels are 0/1.
+    return {"mask": (cut[:2] > 0.5).astype(np.float32), "real": np.clip(cut[2:], 0.0, 1.0),
+            "z": z, "voxel_size": vs, "image": str(image)}
+
+
+def _render_preview(gen, dev, source) -> dict:
+    """Run ``gen`` (eval mode) on a :func:`_preview_source`; the :func:`gan_preview` dict."""
+    import torch
+
+    from cellpol_core.gan import ssim
+    from cellpol_core.network import autocast_context
+
+    msk, real = source["mask"], source["real"]
+    with torch.inference_mode(), autocast_context(dev):
+        fake = gen(torch.from_numpy(msk)[None].to(dev))[0].float().cpu().numpy()
+    try:
+        score = ssim(real, fake)
+    except ValueError:  # a patch too small for the SSIM window
+        score = None
+    z = source["z"]
+    if z is not None:
+        msk, real, fake = msk[:, z], real[:, z], fake[:, z]
+    return {"mask": msk, "real": real, "fake": np.clip(fake, 0.0, 1.0), "z": z,
+            "voxel_size": source["voxel_size"], "ssim": score, "image": source["image"]}
+
+
 def gan_preview(gan_dir, image, vectors, *, channels=None, device="auto", seed=0) -> dict:
     """A real patch, its label mask and the generator's image of that mask.
 
@@ -165,45 +230,52 @@ def gan_preview(gan_dir, image, vectors, *, channels=None, device="auto", seed=0
     """
     import torch
 
-    from cellpol_core.gan import load_gan, ssim
-    from cellpol_core.network import autocast_context, select_device
-    from cellpol_core.synth import DEFAULT_BOX_UM, image_object_masks, load_annotated
-    from cellpol_core.train import TrainingImage, crop_patch, prepare_image
+    from cellpol_core.gan import load_gan
+    from cellpol_core.network import select_device
 
     dev = select_device(device)
     gen, cfg, _ = load_gan(gan_dir, device=dev)
-    (img, table, ch), = load_annotated([image], [vectors], channels=channels)
-    dims = int(cfg["generator"]["spatial_dims"])
-    if img.ndim != dims:
-        raise InputError(f"the GAN is {dims}D but this image is {img.ndim}D", image)
-    vs = tuple(float(v) for v in cfg["voxel_size_zyx_um"])
-    box = tuple(tuple(b) for b in cfg.get("box_um", DEFAULT_BOX_UM))
-    item = prepare_image(img, table, channels=ch, voxel_size=vs, name=str(image))
-    mask = image_object_masks(item.data, item.vectors, voxel_size=vs, box_um=box)[2]
-    m = gen.size_multiple()
-    patch = np.array([max(m, -(-int(p) // m) * m) for p in cfg["patch_size_zyx"]])
-    shape = np.asarray(item.spatial_shape)
-    centre = item.vectors.start[0][-dims:] if len(item.vectors) else (shape - 1) / 2.0
-    origin = np.clip(np.round(centre - patch / 2.0).astype(int), 0, np.maximum(shape - patch, 0))
-    both = TrainingImage(np.concatenate([mask.astype(np.float32), item.data]), item.vectors)
-    cut, _ = crop_patch(both, tuple(int(o) for o in origin), tuple(int(p) for p in patch),
-                        np.random.default_rng(seed))
-    # Crop padding is faint noise; the mask channels are 0/1.
-    msk = (cut[:2] > 0.5).astype(np.float32)
-    real = np.clip(cut[2:], 0.0, 1.0)
+    source = _preview_source(cfg, image, vectors, channels=channels,
+                             size_multiple=gen.size_multiple(), seed=seed)
     torch.manual_seed(seed)
-    with torch.inference_mode(), autocast_context(dev):
-        fake = gen(torch.from_numpy(msk)[None].to(dev))[0].float().cpu().numpy()
-    try:
-        score = ssim(real, fake)
-    except ValueError:  # a patch too small for the SSIM window
-        score = None
-    z = None
-    if dims == 3:
-        z = int(np.clip(round(float(centre[0]) - origin[0]), 0, patch[0] - 1))
-        msk, real, fake = msk[:, z], real[:, z], fake[:, z]
-    return {"mask": msk, "real": real, "fake": np.clip(fake, 0.0, 1.0), "z": z,
-            "voxel_size": vs, "ssim": score, "image": str(image)}
+    return _render_preview(gen, dev, source)
+
+
+class LivePreview:
+    """Previews of a GAN folder during its training, in the training's worker.
+
+    The first call reads the config, builds the generator and cuts the
+    preview patch; every call then reloads ``generator.pt`` (which
+    :func:`cellpol_core.gan.train_gan` writes before its epoch-end event) and
+    renders. torch's global random state is left as it was (the generator is
+    built on a copy of it and runs in eval mode), so previews do not change
+    the training.
+    """
+
+    def __init__(self, gan_dir, image, vectors, *, channels=None, device="auto"):
+        self.gan_dir = Path(gan_dir)
+        self.image, self.vectors, self.channels, self.device = image, vectors, channels, device
+        self._gen = self._dev = self._source = None
+
+    def __call__(self) -> dict:
+        import torch
+
+        from cellpol_core.gan import GENERATOR_FILE, UNetGenerator, read_gan_config
+        from cellpol_core.model import load_state
+        from cellpol_core.network import select_device
+
+        if self._gen is None:
+            cfg = read_gan_config(self.gan_dir)
+            self._dev = select_device(self.device)
+            # Building a network draws its initial weights from torch's global
+            # random state, which the training goes on using: draw from a copy.
+            with torch.random.fork_rng(devices=[]):
+                gen = UNetGenerator(**cfg["generator"])
+            self._source = _preview_source(cfg, self.image, self.vectors, channels=self.channels,
+                                           size_multiple=gen.size_multiple())
+            self._gen = gen.eval().to(self._dev)
+        self._gen.load_state_dict(load_state(self.gan_dir / GENERATOR_FILE))
+        return _render_preview(self._gen, self._dev, self._source)
 
 
 def preview_job(gan_dir, image, vectors, *, channels=None, device="auto", cancel=None):
@@ -215,12 +287,16 @@ def preview_job(gan_dir, image, vectors, *, channels=None, device="auto", cancel
 
 
 def gan_job(images, vectors, *, outdir, channels=None, preview_index=0, device="auto",
-            cancel=None, **options):
-    """Train the GAN (:func:`cellpol_core.gan.train_gan`), then make a preview.
+            preview_every=PREVIEW_EVERY, cancel=None, **options):
+    """Train the GAN (:func:`cellpol_core.gan.train_gan`) with live previews.
 
+    After the end of every ``preview_every``-th epoch and of the last one
+    (0: the last one only), the preview of ``images[preview_index]``
+    (:func:`gan_preview`, computed here in the worker) follows in an event
+    whose ``data`` holds ``gan_preview`` (the preview dict, with ``epoch``).
     A (Z, Y, X) ``patch`` loses its Z for 2D images (the panel's fields
     follow the open image, which may not be the project's kind). Returns
-    ``{"gan_dir": str, "preview": dict}``.
+    ``{"gan_dir": str, "preview": dict}`` (the preview of the final generator).
     """
     from cellpol_core.gan import train_gan
     from cellpol_core.image import read_image
@@ -229,12 +305,44 @@ def gan_job(images, vectors, *, outdir, channels=None, preview_index=0, device="
     if patch is not None and len(patch) == 3 and not options.get("resume"):
         if read_image(images[0], lazy=True).ndim == 2:
             options["patch"] = tuple(patch[1:])
-    out = yield from train_gan(images, vectors, outdir=outdir, channels=channels, device=device,
-                               cancel=cancel, **options)
     k = min(max(int(preview_index), 0), len(images) - 1)
-    yield ProgressEvent("preview", 0, 1, message="preview")
-    preview = gan_preview(out, images[k], vectors[k], channels=channels, device=device)
-    return {"gan_dir": str(out), "preview": preview}
+    live = LivePreview(outdir, images[k], vectors[k], channels=channels, device=device)
+    every = max(int(preview_every or 0), 0)
+    job = train_gan(images, vectors, outdir=outdir, channels=channels, device=device,
+                    cancel=cancel, **options)
+    final = None  # the preview of the last epoch's generator
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            out = stop.value
+            break
+        yield event
+        if not event.data.get("epoch_end"):
+            continue
+        epoch, last = int(event.data["epoch"]), event.step >= event.total
+        if not (last or (every and epoch % every == 0)):
+            continue
+        if cancel is not None and cancel.cancelled:
+            continue  # stop promptly: the next step checks the token
+        try:
+            preview = dict(live(), epoch=epoch)
+        except Exception:  # a preview is only a view: it must not end the training
+            continue
+        final = preview if last else None
+        yield ProgressEvent(event.stage, event.step, event.total, event.message,
+                            {"gan_preview": preview, "epoch": epoch})
+    if final is None:
+        yield ProgressEvent("preview", 0, 1, message="preview")
+        final = dict(gan_preview(out, images[k], vectors[k], channels=channels, device=device),
+                     epoch=_last_epoch(out))
+    return {"gan_dir": str(out), "preview": final}
+
+
+def _last_epoch(gan_dir):
+    """Epochs logged in a GAN folder (None when unreadable)."""
+    log = _read_log(Path(gan_dir) / "training_log.csv")
+    return log[-1]["epoch"] if log else None
 
 
 def generate_job(gan_dir, *, n, outdir, cancel=None, **options):
@@ -257,6 +365,43 @@ def generate_job(gan_dir, *, n, outdir, cancel=None, **options):
 
 def _rgb_of(color) -> tuple:
     return QColor(color).getRgb()[:3]
+
+
+def cuda_offered() -> bool:
+    """True when the window's device detection found a CUDA GPU.
+
+    Reads :func:`cellpol_app.viewer.compute_device_label`'s cached result
+    only: importing torch here would block the GUI thread for seconds.
+    Until the detection is done, the answer is False.
+    """
+    from . import viewer
+
+    return str(viewer._device_label or "").startswith("GPU")
+
+
+class DeviceCombo(QComboBox):
+    """``auto``, ``cpu``, and ``cuda`` only when :func:`cuda_offered`."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setToolTip("auto: the GPU when there is one")
+        self.sync()
+
+    def sync(self):
+        """Add or remove ``cuda`` as the device detection says (keeps the choice)."""
+        wanted = [d for d in DEVICES if d != "cuda" or cuda_offered()]
+        have = [self.itemText(k) for k in range(self.count())]
+        if have == wanted:
+            return
+        current = self.currentText()
+        self.clear()
+        self.addItems(wanted)
+        self.setCurrentIndex(wanted.index(current) if current in wanted else 0)
+
+    def showPopup(self):
+        # The detection may have finished since the dock was last refreshed.
+        self.sync()
+        super().showPopup()
 
 
 class _EpochAxis(pg.AxisItem):
@@ -353,6 +498,7 @@ class SyntheticPanel(QWidget):
         super().__init__(parent)
         self.window = window
         self._pending = None  # (job name, result handler) of the panel's running job
+        self._pretrained = None  # (project, model name, folder) while pre-training runs
         self._result = None
         self._annotated = ([], [])
         self.last_preview = None
@@ -438,8 +584,7 @@ class SyntheticPanel(QWidget):
             prow.addWidget(spin)
             self.patch_spins[axis] = spin
         form.addRow("Patch (voxels):", patch)
-        self.gan_device = QComboBox()
-        self.gan_device.addItems(DEVICES)
+        self.gan_device = DeviceCombo()
         form.addRow("Device:", self.gan_device)
         self.resume_box = QCheckBox("Resume from the last checkpoint")
         self.resume_box.toggled.connect(self._resume_toggled)
@@ -629,6 +774,7 @@ class SyntheticPanel(QWidget):
             f"<b>{n_patches}</b> image{'' if n_patches == 1 else 's'} in "
             f"<i>{SYNTHETIC_DIR}/{PATCHES_DIR}/</i>" if n_patches else "No synthetic images yet.")
         self.patch_spins["Z"].setVisible(self.ndim() == 3)
+        self.gan_device.sync()
         self._sync_patch_fields(state)
         self._state = {"images": n_images, "dictionary": counts is not None,
                        "trained": state["trained"], "checkpoint": state["checkpoint"],
@@ -753,12 +899,16 @@ class SyntheticPanel(QWidget):
             self.progress.setValue(int(event.step))
         name = self._pending[0] if self._pending else ""
         self.progress.setFormat(f"{name}: {event.message}" if event.message else name)
-        if event.data.get("gan_epoch_end"):
+        if "gan_preview" in event.data:  # computed in the worker after an epoch
+            self.show_preview(event.data["gan_preview"])
+        elif event.data.get("gan_epoch_end"):
             h = self.gan_history
             h["epoch"].append(int(event.data["epoch"]))
             h["d_loss"].append(float(event.data["d_loss"]))
             h["l1"].append(float(event.data["l1"]))
             self._plot_history()
+            self.gan_label.setText(f"Training: epoch <b>{h['epoch'][-1]}</b> done · "
+                                   f"L1 {h['l1'][-1]:.4f}")
         elif event.stage == "gan" and "patch_size" in event.data:
             # First event of a run: a resumed run keeps its logged epochs.
             keep = int(event.data.get("epoch", 0))
@@ -825,7 +975,8 @@ class SyntheticPanel(QWidget):
         """Train the GAN into ``synthetic/gan`` with the fields' options.
 
         ``overrides`` replace or add :func:`cellpol_core.gan.train_gan`
-        options (``epochs``, ``patch``, ``steps_per_epoch``, ``base_filters``...).
+        options (``epochs``, ``patch``, ``steps_per_epoch``, ``base_filters``...),
+        or set :func:`gan_job`'s ``preview_every`` (default :data:`PREVIEW_EVERY`).
         """
         if not self._need_annotations():
             return False
@@ -872,7 +1023,7 @@ class SyntheticPanel(QWidget):
                            device=device or self.gan_device.currentText())
 
     def show_preview(self, preview: dict):
-        """Show a :func:`gan_preview` result in the three tiles."""
+        """Show a :func:`gan_preview` result (``epoch``: optional) in the three tiles."""
         self.last_preview = preview
         colors = getattr(self.window, "channel_colors", ("#3ce63c", "#ff3c3c"))
         vs = preview["voxel_size"]
@@ -881,6 +1032,8 @@ class SyntheticPanel(QWidget):
         self.real_tile.set_slice(preview["real"], colors=colors, aspect=aspect)
         self.fake_tile.set_slice(preview["fake"], colors=colors, aspect=aspect)
         parts = [Path(preview["image"]).name]
+        if preview.get("epoch") is not None:
+            parts.append(f"epoch {preview['epoch']}")
         if preview["z"] is not None:
             parts.append(f"patch slice z {preview['z']}")
         if preview["ssim"] is not None:
@@ -953,21 +1106,48 @@ class SyntheticPanel(QWidget):
         *Pre-train* chosen, the model is pre-trained on ``synthetic/patches``
         into ``models/<name>_synthetic``, then fine-tuned on the annotations
         into ``models/<name>``; with *Synthetic images only*, trained on them
-        into ``models/<name>``.
+        into ``models/<name>``. The pre-trained model joins the project's
+        models as ``<name>_synthetic`` as soon as the fine-tuning starts (the
+        window adds ``<name>`` at the end).
         """
+        import time
+
+        from cellpol_core.synthetic_train import pretrain_dir
+
         if synthetic_count(self.patches_dir) == 0:
             self.window.show_error("Generate synthetic images first (step 3)")
             return False
         options.pop("resume", None)
         options.pop("init", None)
+        # Named here (as the window would) to know the pre-trained model's folder.
+        options["name"] = options.get("name") or time.strftime("model_%Y%m%d_%H%M%S")
         if self.synthetic_only():
             options.pop("val_images", None)
             options["synthetic_only"] = True
         else:
             options["synthetic_epochs"] = self.synthetic_epochs.value()
         started = self.window.train(synthetic=str(self.patches_dir), **options)
+        if started and not self.synthetic_only():
+            folder = pretrain_dir(self.project.root / "models" / options["name"])
+            self._pretrained = (self.project, folder.name, folder)
+            jobs = self.window.jobs
+            jobs.progress.connect(self._watch_pretraining)
+            jobs.finished.connect(self._stop_watching)
         self._sync_busy()
         return started
+
+    def _watch_pretraining(self, event):
+        # The first fine-tuning event: the pre-training has returned its model.
+        if self._pretrained is None or event.data.get("phase") != "real":
+            return
+        (project, name, folder), self._pretrained = self._pretrained, None
+        project.add_model(name, folder)
+
+    def _stop_watching(self):
+        jobs = self.window.jobs
+        jobs.progress.disconnect(self._watch_pretraining)
+        jobs.finished.disconnect(self._stop_watching)
+        self._pretrained = None
 
 
 def _read_log(path) -> list:

@@ -255,6 +255,99 @@ def test_dictionary_gan_preview_generate(qtbot, tmp_path, errors):
 
 
 @pytest.mark.gui_jobs
+def test_live_preview_during_gan_training(qtbot, tmp_path, errors):
+    w = _window(qtbot, _project(tmp_path))
+    panel = w.synthetic_panel
+    assert panel.build_dictionary()
+    wait_job(qtbot, w.jobs, timeout=30000)
+    assert panel.train_gan(**dict(TINY_GAN, epochs=2), preview_every=1)
+    seen = []  # connected after the panel: each entry is what the dock shows then
+
+    def record(event):
+        if "gan_preview" in event.data:
+            seen.append(("preview", event.data["epoch"], panel.last_preview is
+                         event.data["gan_preview"], panel.preview_label.text(),
+                         panel.fake_tile.has_image(), panel.busy))
+        elif event.data.get("gan_epoch_end"):
+            seen.append(("epoch", event.data["epoch"], panel.gan_label.text()))
+        elif event.stage == "preview":
+            seen.append(("final preview",))
+
+    w.jobs.progress.connect(record)
+    wait_job(qtbot, w.jobs, timeout=60000)
+    assert not errors
+    assert [s[:2] for s in seen] == [("epoch", 1), ("preview", 1), ("epoch", 2), ("preview", 2)]
+    # The GAN line follows the run instead of saying that no GAN is trained.
+    assert seen[2][2].startswith("Training: epoch <b>2</b> done · L1 ")
+    for _, epoch, shown, label, tile, busy in (s for s in seen if s[0] == "preview"):
+        # Shown on arrival, while the job still runs.
+        assert shown and tile and busy
+        assert label.startswith(f"img0.ome.tif · epoch {epoch} · patch slice z ")
+        assert "SSIM" in label
+    # The last live preview is the final one: not computed again after training.
+    assert panel.last_preview["epoch"] == 2 and panel.last_preview["fake"].shape == (2, 32, 32)
+    assert "epoch 2" in panel.preview_label.text()
+
+
+def test_live_previews_leave_gan_training_unchanged(tmp_path):
+    import torch
+
+    from cellpol_app.synthetic_panel import gan_job
+    from cellpol_core.vectors import write_vectors
+
+    p = generate_phantom(shape=(64, 64), ndim=2, seed=0)
+    image, csv = tmp_path / "flat.ome.tif", tmp_path / "flat_vectors.csv"
+    write_ome_tiff(image, p.image, voxel_size=p.voxel_size, channel_names=list(p.channel_names))
+    write_vectors(csv, p.vectors, voxel_size=p.voxel_size)
+    runs = {}
+    for every in (1, 0):
+        events = []
+        out = run_job(gan_job([image], [csv], outdir=tmp_path / f"gan{every}", preview_every=every,
+                              **dict(TINY_GAN, epochs=2, patch=(32, 32))), events.append)
+        live = [e.data["gan_preview"]["epoch"] for e in events if "gan_preview" in e.data]
+        runs[every] = (out, live, (tmp_path / f"gan{every}" / "training_log.csv").read_text(),
+                       torch.load(tmp_path / f"gan{every}" / "generator.pt", weights_only=True))
+    assert runs[1][1] == [1, 2] and runs[0][1] == [2]  # every epoch / the last one only
+    # Same losses and weights with or without the previews in between.
+    strip = [[c for c in row.split(",")[:4]] for row in runs[1][2].splitlines()]
+    assert strip == [[c for c in row.split(",")[:4]] for row in runs[0][2].splitlines()]
+    for key, value in runs[1][3].items():
+        assert torch.equal(value, runs[0][3][key]), key
+    for every in (1, 0):
+        preview = runs[every][0]["preview"]
+        assert preview["epoch"] == 2 and preview["z"] is None
+    np.testing.assert_array_equal(runs[1][0]["preview"]["fake"], runs[0][0]["preview"]["fake"])
+
+
+def test_device_combo_offers_cuda_only_when_found(qtbot, tmp_path, monkeypatch):
+    import torch
+
+    from cellpol_app import viewer
+
+    w = _window(qtbot, _project(tmp_path))
+    panel = w.synthetic_panel
+    items = lambda: [panel.gan_device.itemText(k) for k in range(panel.gan_device.count())]  # noqa: E731
+    # No CUDA: the background detection's result says so, and cuda is not offered.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(viewer, "_device_label", None)
+    assert items() == ["auto", "cpu"]  # not detected yet: not offered either
+    assert viewer.compute_device_label().startswith("CPU")
+    panel.refresh()
+    assert items() == ["auto", "cpu"]
+    panel.gan_device.setCurrentText("cpu")
+    # A GPU found: offered at the next refresh (or when the list opens); the choice stays.
+    monkeypatch.setattr(viewer, "_device_label", "GPU: Fake card")
+    panel.refresh()
+    assert items() == ["auto", "cpu", "cuda"] and panel.gan_device.currentText() == "cpu"
+    panel.gan_device.setCurrentText("cuda")
+    assert panel.gan_options()["device"] == "cuda"
+    monkeypatch.setattr(viewer, "_device_label", "CPU (no CUDA GPU found)")
+    panel.gan_device.showPopup()
+    panel.gan_device.hidePopup()
+    assert items() == ["auto", "cpu"] and panel.gan_device.currentText() == "auto"
+
+
+@pytest.mark.gui_jobs
 def test_cancel_gan_training_keeps_a_checkpoint(qtbot, tmp_path, errors):
     w = _window(qtbot, _project(tmp_path))
     panel = w.synthetic_panel
@@ -296,7 +389,12 @@ def test_train_model_pretrains_then_fine_tunes(qtbot, tmp_path, errors, monkeypa
     assert pre["images"][0].endswith("synthetic_0000.ome.tif")
     assert real["init"] == str(models / "syn_synthetic") and real["epochs"] == 2
     assert real["images"] == [str(tmp_path / "img0.ome.tif")]
-    assert [m.name for m in w.project.models] == ["syn"]
+    # The pre-trained model is listed too (before the fine-tuned one), saved in the manifest.
+    assert [(m.name, m.path) for m in w.project.models] == [
+        ("syn_synthetic", "models/syn_synthetic"), ("syn", "models/syn")]
+    from cellpol_app.project import Project
+
+    assert [m.name for m in Project.load(tmp_path / "proj").models] == ["syn_synthetic", "syn"]
     assert w.loss_history["epoch"] == [1, 2, 3]  # one curve over both phases
 
     calls.clear()
@@ -308,7 +406,34 @@ def test_train_model_pretrains_then_fine_tunes(qtbot, tmp_path, errors, monkeypa
     assert panel.train_model(**dict(only.kwargs(), name="only", epochs=1))
     wait_job(qtbot, w.jobs, timeout=30000)
     assert not errors and len(calls) == 1 and calls[0]["outdir"] == str(models / "only")
-    assert [m.name for m in w.project.models] == ["syn", "only"]
+    assert [m.name for m in w.project.models] == ["syn_synthetic", "syn", "only"]
+
+
+@pytest.mark.gui_jobs
+def test_pretrained_model_listed_when_fine_tuning_fails(qtbot, tmp_path, errors, monkeypatch):
+    import cellpol_core.train as core_train
+
+    calls = []
+    fake = _fake_train(calls)
+
+    def train(images, vectors, *, outdir, **kw):
+        if kw.get("init"):  # the fine-tuning: like train, fails after its first event
+            yield ProgressEvent("load", 0, 1, message="reading images")
+            raise InputError("fine-tuning broke")
+        return (yield from fake(images, vectors, outdir=outdir, **kw))
+
+    monkeypatch.setattr(core_train, "train", train)
+    w = _window(qtbot, _project(tmp_path))
+    panel = w.synthetic_panel
+    _synthetic_folder(panel.patches_dir)
+    panel.refresh()
+    panel.synthetic_epochs.setValue(1)
+    assert panel.train_model(epochs=1, name="m")
+    wait_job(qtbot, w.jobs, timeout=30000)
+    assert errors[-1][2] == "Train failed: fine-tuning broke"
+    # The pre-training had finished before the failure: its model is listed, the final one not.
+    assert [m.name for m in w.project.models] == ["m_synthetic"]
+    assert panel._pretrained is None
 
 
 def test_gan_job_2d_drops_z_and_previews(tmp_path):
