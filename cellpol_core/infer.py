@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -114,8 +114,10 @@ class TileReader:
         (C, Z, Y, X) or (C, Y, X) source; only the needed region is read.
     channels : (int, int)
         Start and end channel.
-    limits : ndarray, (2, 2)
-        Per-channel (low, high) intensities mapped to 0 and 1.
+    limits : ndarray, (2, 2), or Future
+        Per-channel (low, high) intensities mapped to 0 and 1. A
+        ``concurrent.futures.Future`` of ``(limits, seconds)`` lets the first
+        tile be read while the limits are still being computed.
     model_shape : tuple of int
         The image's spatial shape in model voxels.
     seed : int
@@ -125,7 +127,8 @@ class TileReader:
     def __init__(self, data, *, channels, limits, model_shape, seed=0):
         self.data = data
         self.channels = tuple(channels)
-        self.limits = np.asarray(limits, np.float32)
+        self._limits = None if isinstance(limits, Future) else np.asarray(limits, np.float32)
+        self._limits_future = limits if isinstance(limits, Future) else None
         self.src_shape = tuple(int(s) for s in data.shape[1:])
         self.model_shape = tuple(int(s) for s in model_shape)
         self.resampled = self.src_shape != self.model_shape
@@ -133,6 +136,15 @@ class TileReader:
         self.rng = np.random.default_rng(seed)
         self.t_read = 0.0
         self.t_norm = 0.0
+
+    @property
+    def limits(self) -> np.ndarray:
+        """The (2, 2) normalisation limits (waits for them if still computing)."""
+        if self._limits is None:
+            limits, seconds = self._limits_future.result()
+            self._limits = np.asarray(limits, np.float32)
+            self.t_norm += seconds
+        return self._limits
 
     def read(self, origin, tile) -> np.ndarray:
         out = self.rng.uniform(0.0, 10.0 / 255.0, size=(2,) + tuple(tile)).astype(np.float32)
@@ -146,10 +158,11 @@ class TileReader:
                       for c in self.channels]
         else:
             region = self._read_resampled(lo, hi)
+        limits = self.limits
         t1 = time.perf_counter()
         dst = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, origin))
         for k, r in enumerate(region):
-            low, high = self.limits[k]
+            low, high = limits[k]
             scale = 1.0 / max(float(high - low), 1e-12)
             np.clip((r.astype(np.float32, copy=False) - low) * scale, 0.0, 1.0, out=out[k][dst])
         self.t_read += t1 - t0
@@ -248,10 +261,17 @@ def _plan(image, model, *, channels, tile, overlap, timings) -> _Plan:
     else:
         model_shape = tuple(int(s) for s in src_shape)
         work_vs = tuple(float(v) for v in src_vs) if dims == 3 else (1.0,) + tuple(src_vs[-2:])
-    t0 = time.perf_counter()
-    limits = image_limits(image.data, ch, low=cfg.normalisation.get("low", 0.05),
-                          high=cfg.normalisation.get("high", 99.95))
-    timings.normalise += time.perf_counter() - t0
+    # The image-wide percentiles are computed in their own thread while the
+    # first tile is read and resampled; the reader waits for them to normalise.
+    def timed_limits():
+        t0 = time.perf_counter()
+        out = image_limits(image.data, ch, low=cfg.normalisation.get("low", 0.05),
+                           high=cfg.normalisation.get("high", 99.95))
+        return out, time.perf_counter() - t0
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellpol-limits")
+    limits = pool.submit(timed_limits)
+    pool.shutdown(wait=False)
     tile = tuple(tile or (DEFAULT_TILE_3D if dims == 3 else DEFAULT_TILE_2D))
     overlap = tuple(overlap or (DEFAULT_OVERLAP_3D if dims == 3 else DEFAULT_OVERLAP_2D))
     tile, origins, interiors = plan_tiles(model_shape, tile=tile, overlap=overlap,

@@ -8,7 +8,6 @@ one-to-one assignment, then pairs longer than ``d_max`` are dropped.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 # Cost given to forbidden pairs; large enough never to be preferred, finite so
 # that linear_sum_assignment always finds a complete assignment.
@@ -58,6 +57,10 @@ def assign(cost, allowed):
     i, j : ndarray of int
         Row and column indices of the pairs made, sorted by ``i``.
     """
+    # Imported here: scipy.optimize takes a quarter second to import, which
+    # prediction then pays in its decode thread rather than before the network.
+    from scipy.optimize import linear_sum_assignment
+
     cost = np.asarray(cost, float)
     allowed = np.asarray(allowed, bool) & np.isfinite(cost)
     if cost.size == 0:

@@ -70,7 +70,6 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
     """
     import time
 
-    from .classical import predict_otsu
     from .image import read_image, resolve_channels
     from .infer import Timings, predict_image
 
@@ -116,6 +115,8 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
                              path)
         ch = resolve_channels(image, channels=channels, structures=structures)
         if loaded is None:
+            from .classical import predict_otsu
+
             t1 = time.perf_counter()
             table = predict_otsu(image, channels=ch, d_max=14.0 if d_max is None else d_max,
                                  min_size_um=min_size_um, names=structures)
