@@ -271,3 +271,25 @@ def test_thresholds_pairing_rule_round_trip(tmp_path):
     old = {"tau": [0.5, 0.5], "d_min_um": [4, 2], "d_max_um": 14, "delta": 2, "source": "tuned"}
     assert Thresholds.from_dict(old).embed_weight is None
     assert Thresholds.from_dict({**old, "embed_weight": None}).embed_weight is None
+
+
+def test_tile_reader_waits_for_limits_computed_elsewhere():
+    from concurrent.futures import Future
+
+    from cellpol_core.infer import TileReader
+
+    data = np.arange(2 * 4 * 6 * 6, dtype=np.uint16).reshape(2, 4, 6, 6)
+    limits = np.array([[0.0, 100.0], [100.0, 300.0]])
+    direct = TileReader(data, channels=(0, 1), limits=limits, model_shape=(4, 6, 6))
+    fut = Future()
+    later = TileReader(data, channels=(0, 1), limits=fut, model_shape=(4, 6, 6))
+    fut.set_result((limits, 0.25))
+    np.testing.assert_array_equal(later.read((0, 0, 0), (4, 6, 6)),
+                                  direct.read((0, 0, 0), (4, 6, 6)))
+    assert later.t_norm >= 0.25  # the limits' own time counts as normalising
+    # A failure while computing the limits reaches the reader.
+    broken = Future()
+    broken.set_exception(InputError("cannot read pixels", "x.tif"))
+    reader = TileReader(data, channels=(0, 1), limits=broken, model_shape=(4, 6, 6))
+    with pytest.raises(InputError, match="cannot read pixels"):
+        reader.read((0, 0, 0), (4, 6, 6))
