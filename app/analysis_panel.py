@@ -589,40 +589,24 @@ def install_analysis_panel(window) -> AnalysisPanel:
     statistics…) and returns the panel. The panel follows the annotations and
     the opened image while the dock is shown.
     """
-    from PySide6.QtWidgets import QDockWidget
+    from .docks import install_dock
 
     panel = AnalysisPanel(window)
-    dock = QDockWidget("Analysis", window)
-    dock.setObjectName("analysis")
-    dock.setWidget(panel)
-    window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
-    dock.setVisible(False)
+    dock, menus = install_dock(window, panel, title="Analysis", name="analysis",
+                               area=Qt.DockWidgetArea.BottomDockWidgetArea,
+                               view_text="&Analysis")
     window.analysis_dock = dock
-    menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()
-             if a.menu() is not None}
-    toggle = dock.toggleViewAction()
-    toggle.setText("&Analysis")
-    if "View" in menus:
-        menus["View"].addAction(toggle)
     action = QAction("Polarity &statistics…", window)
     action.triggered.connect(lambda: show_analysis(window))
     if "Jobs" in menus:
         menus["Jobs"].addSeparator()
         menus["Jobs"].addAction(action)
     window.analysis_action = action
-
-    def follow():
-        if not dock.isHidden():  # shown, even while the window itself is not yet
-            panel.refresh()
-
-    window.annotations.add_listener(follow)
-    window.image_loaded.connect(lambda _path: follow())
-    dock.visibilityChanged.connect(lambda on: on and panel.refresh())
     return panel
 
 
 def show_analysis(window):
     """Show the Analysis dock and refresh it."""
-    window.analysis_dock.setVisible(True)
-    window.analysis_dock.raise_()
-    window.analysis_dock.widget().refresh()
+    from .docks import show_dock
+
+    show_dock(window.analysis_dock)
