@@ -1152,13 +1152,10 @@ class SyntheticPanel(QWidget):
 
 def _read_log(path) -> list:
     """Rows (epoch, d_loss, g_loss, l1) of a GAN training_log.csv; [] when absent or broken."""
-    import csv
+    from cellpol_core.train import read_training_log  # torch-free at import
 
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            return [{"epoch": int(r["epoch"]), "d_loss": float(r["d_loss"]),
-                     "g_loss": float(r["g_loss"]), "l1": float(r["l1"])}
-                    for r in csv.DictReader(fh)]
+        return read_training_log(path, ("epoch", "d_loss", "g_loss", "l1"))
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -1169,21 +1166,13 @@ def install_synthetic_panel(window) -> SyntheticPanel:
     Sets ``window.synthetic_dock`` and ``window.synthetic_action`` (Jobs →
     Synthetic training data…, after Train / fine-tune…) and returns the panel.
     """
-    from PySide6.QtWidgets import QDockWidget
+    from .docks import install_dock
 
     panel = SyntheticPanel(window)
-    dock = QDockWidget("Synthetic data", window)
-    dock.setObjectName("synthetic")
-    dock.setWidget(panel)
-    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-    dock.setVisible(False)
+    dock, menus = install_dock(window, panel, title="Synthetic data", name="synthetic",
+                               area=Qt.DockWidgetArea.RightDockWidgetArea,
+                               view_text="S&ynthetic data")
     window.synthetic_dock = dock
-    menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()
-             if a.menu() is not None}
-    toggle = dock.toggleViewAction()
-    toggle.setText("S&ynthetic data")
-    if "View" in menus:
-        menus["View"].addAction(toggle)
     action = QAction("S&ynthetic training data…", window)
     action.setToolTip("Mask dictionary, GAN, synthetic images and pre-training")
     action.triggered.connect(lambda: show_synthetic(window))
@@ -1197,19 +1186,11 @@ def install_synthetic_panel(window) -> SyntheticPanel:
         else:
             jobs_menu.addAction(action)
     window.synthetic_action = action
-
-    def follow():
-        if not dock.isHidden():
-            panel.refresh()
-
-    window.annotations.add_listener(follow)
-    window.image_loaded.connect(lambda _path: follow())
-    dock.visibilityChanged.connect(lambda on: on and panel.refresh())
     return panel
 
 
 def show_synthetic(window):
     """Show the Synthetic data dock, up to date."""
-    window.synthetic_dock.setVisible(True)
-    window.synthetic_dock.raise_()
-    window.synthetic_dock.widget().refresh()
+    from .docks import show_dock
+
+    show_dock(window.synthetic_dock)
