@@ -19,6 +19,44 @@ def image_stem(path) -> str:
     return Path(path).stem
 
 
+IMAGE_SUFFIXES = (".tif", ".tiff", ".lsm")
+
+
+def expand_inputs(paths, *, suffixes=IMAGE_SUFFIXES) -> list:
+    """Expand folders into the files they hold with these suffixes, sorted by name."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir()
+                              if f.is_file() and f.name.lower().endswith(suffixes)))
+        else:
+            out.append(p)
+    return out
+
+
+def match_vectors(images, vectors) -> list:
+    """Pair image files with vector CSVs: one-to-one by order, or by stem in folders.
+
+    A folder's CSV matches the image of the same stem as ``<stem>.csv`` or
+    ``<stem>_vectors.csv``.
+    """
+    csvs = expand_inputs(vectors, suffixes=(".csv",))
+    if len(csvs) == len(images) and not any(Path(v).is_dir() for v in vectors):
+        return csvs
+    by_stem = {}
+    for c in csvs:
+        stem = c.stem[: -len("_vectors")] if c.stem.endswith("_vectors") else c.stem
+        by_stem[stem] = c
+    out = []
+    for img in images:
+        stem = image_stem(img)
+        if stem not in by_stem:
+            raise InputError(f"no vector CSV for this image (looked for {stem}.csv or "
+                             f"{stem}_vectors.csv)", img)
+        out.append(by_stem[stem])
+    return out
+
+
 def vectors_path_for(image_path, outdir) -> Path:
     """Where the vectors of ``image_path`` go: ``OUTDIR/<stem>_vectors.csv``."""
     return Path(outdir) / f"{image_stem(image_path)}_vectors.csv"

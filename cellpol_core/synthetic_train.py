@@ -28,8 +28,6 @@ __all__ = ["PRETRAIN_OPTIONS", "synthetic_pairs", "pretrain_dir", "train_with_sy
 PRETRAIN_OPTIONS = ("val_fraction", "arch", "patch_size", "batch_size", "lr", "steps_per_epoch",
                     "device", "seed", "preset", "structures", "model_voxel_size")
 
-_IMAGE_SUFFIXES = (".tif", ".tiff", ".lsm")
-
 
 def synthetic_pairs(folder) -> tuple:
     """The images of a synthetic folder and their vector CSVs, sorted by name.
@@ -49,23 +47,13 @@ def synthetic_pairs(folder) -> tuple:
     InputError
         The folder is missing or holds no image, or an image has no CSV.
     """
-    from .predict import image_stem
+    from .predict import expand_inputs, match_vectors
 
     folder = Path(folder)
-    images = sorted(f for f in folder.iterdir()
-                    if f.is_file() and f.name.lower().endswith(_IMAGE_SUFFIXES)) \
-        if folder.is_dir() else []
+    images = expand_inputs([folder]) if folder.is_dir() else []
     if not images:
         raise InputError("no synthetic images in this folder", folder)
-    vectors = []
-    for image in images:
-        stem = image_stem(image)
-        found = [folder / f"{stem}_vectors.csv", folder / f"{stem}.csv"]
-        csv = next((c for c in found if c.is_file()), None)
-        if csv is None:
-            raise InputError(f"no vector CSV for this image (looked for {stem}.csv or "
-                             f"{stem}_vectors.csv)", image)
-        vectors.append(csv)
+    vectors = match_vectors(images, [folder])
     return images, vectors
 
 
@@ -90,12 +78,13 @@ def _tagged(job, *, phase, prefix, epoch_offset=0):
 
 def train_with_synthetic(images, vectors, *, synthetic, outdir, epochs=50, synthetic_epochs=None,
                          synthetic_only=False, init=None, resume=False,
+                         prefixes=("synthetic: ", "fine-tuning: "),
                          cancel: Optional[CancelToken] = None, **options):
     """Pre-train on a synthetic folder, then fine-tune on real images (a generator job).
 
     Yields the events of :func:`cellpol_core.train.train` for both phases,
     with ``data["phase"]`` ``"synthetic"`` or ``"real"`` and the message
-    prefixed ``"synthetic: "`` or ``"fine-tuning: "``. ``data["epoch"]``
+    prefixed by ``prefixes`` (``"synthetic: "`` or ``"fine-tuning: "``). ``data["epoch"]``
     counts on across the phases (the fine-tuning's first epoch follows the
     last synthetic one), so one loss plot shows both; the messages keep each
     phase's own count. Returns the model folder.
@@ -121,6 +110,8 @@ def train_with_synthetic(images, vectors, *, synthetic, outdir, epochs=50, synth
     init, resume
         Refused: pre-training chooses the starting model, and resuming
         concerns one training run.
+    prefixes : (str, str)
+        Message prefixes of the synthetic and the real phase.
     cancel : CancelToken, optional
     **options
         More :func:`cellpol_core.train.train` options; those in
@@ -141,10 +132,10 @@ def train_with_synthetic(images, vectors, *, synthetic, outdir, epochs=50, synth
     shared = {k: options[k] for k in PRETRAIN_OPTIONS if k in options}
     if synthetic_only:
         job = train(syn_images, syn_vectors, outdir=outdir, epochs=n_syn, cancel=cancel, **shared)
-        return (yield from _tagged(job, phase="synthetic", prefix="synthetic: "))
+        return (yield from _tagged(job, phase="synthetic", prefix=prefixes[0]))
     job = train(syn_images, syn_vectors, outdir=pretrain_dir(outdir), epochs=n_syn,
                 cancel=cancel, **shared)
-    pretrained = yield from _tagged(job, phase="synthetic", prefix="synthetic: ")
+    pretrained = yield from _tagged(job, phase="synthetic", prefix=prefixes[0])
     job = train(images, vectors, outdir=outdir, epochs=int(epochs), init=str(pretrained),
                 cancel=cancel, **options)
-    return (yield from _tagged(job, phase="real", prefix="fine-tuning: ", epoch_offset=n_syn))
+    return (yield from _tagged(job, phase="real", prefix=prefixes[1], epoch_offset=n_syn))

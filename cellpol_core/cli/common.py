@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..errors import InputError
 from ..jobs import ProgressEvent
@@ -93,13 +92,26 @@ class ProgressBar:
         self.close()
 
 
-def expand_inputs(paths, *, suffixes=(".tif", ".tiff", ".lsm")):
-    """Expand folders into the image files they hold, sorted by name."""
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir()
-                              if f.is_file() and f.name.lower().endswith(suffixes)))
-        else:
-            out.append(p)
+def run_epochs(job, *, prefix="", show_device=True):
+    """Run a training job under a progress bar, then print its device and epoch lines.
+
+    Returns the job's result. Each epoch's closing message is printed after
+    the bar, preceded by ``prefix``.
+    """
+    from ..jobs import run_job
+
+    lines, device = [], []
+    with ProgressBar() as bar:
+        def show(event):
+            bar(event)
+            if "device" in event.data and not device:
+                device.append(event.data["device"])
+            if event.data.get("epoch_end"):
+                lines.append(event.message)
+
+        out = run_job(job, show)
+    if show_device and device:
+        print(f"device: {device[0]}")
+    for line in lines:
+        print(f"{prefix}{line}")
     return out

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .common import expand_inputs, voxel_size_from_args
-
+from ..predict import expand_inputs
+from .common import voxel_size_from_args
 DESCRIPTION = """\
 Match predicted vectors to ground-truth vectors (Hungarian method on the sum of
 start- and end-point distances, once) and report, at 14 threshold levels from

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ..jobs import run_job
-from .common import ProgressBar, add_image_flags, expand_inputs, voxel_size_from_args
+from ..predict import expand_inputs
+from .common import ProgressBar, add_image_flags, run_epochs, voxel_size_from_args
 
 
 def _add_pairs(p):
@@ -99,7 +100,7 @@ def _box_um(args):
 
 
 def _pairs(args):
-    from .train import match_vectors
+    from ..predict import match_vectors
 
     images = expand_inputs(args.images)
     if not images:
@@ -125,20 +126,7 @@ def run_train(args) -> int:
                     seed=args.seed, device=args.device, resume=args.resume,
                     channels=args.channels, structures=args.structures, axes=args.axes,
                     voxel_size=voxel_size_from_args(args), box_um=_box_um(args))
-    lines, device = [], []
-    with ProgressBar() as bar:
-        def show(event):
-            bar(event)
-            if "device" in event.data and not device:
-                device.append(event.data["device"])
-            if event.data.get("epoch_end"):
-                lines.append(event.message)
-
-        out = run_job(job, show)
-    if device:
-        print(f"device: {device[0]}")
-    for line in lines:
-        print(line)
+    out = run_epochs(job)
     print(f"GAN written to {out}")
     return 0
 

@@ -7,7 +7,8 @@ import sys
 from ..errors import InputError
 from ..jobs import run_job
 from ..predict import predict_files
-from .common import ProgressBar, add_image_flags, expand_inputs, voxel_size_from_args
+from ..predict import expand_inputs
+from .common import ProgressBar, add_image_flags, voxel_size_from_args
 
 
 def register(sub):

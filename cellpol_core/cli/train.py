@@ -7,7 +7,8 @@ import sys
 
 from ..errors import InputError
 from ..jobs import run_job
-from .common import ProgressBar, add_image_flags, expand_inputs, voxel_size_from_args
+from ..predict import expand_inputs, match_vectors
+from .common import ProgressBar, add_image_flags, run_epochs, voxel_size_from_args
 
 
 def add_pairs_flags(p, *, what="training"):
@@ -16,29 +17,6 @@ def add_pairs_flags(p, *, what="training"):
     p.add_argument("--vectors", nargs="+", required=True, metavar="CSV",
                    help="their vector CSVs (files or folders), matched to the images by order "
                         "or, for folders, by file stem (<stem>.csv or <stem>_vectors.csv)")
-
-
-def match_vectors(images, vectors):
-    """Pair image files with vector CSVs: one-to-one by order, or by stem in folders."""
-    from pathlib import Path
-
-    from ..predict import image_stem
-
-    csvs = expand_inputs(vectors, suffixes=(".csv",))
-    if len(csvs) == len(images) and not any(Path(v).is_dir() for v in vectors):
-        return csvs
-    by_stem = {}
-    for c in csvs:
-        stem = c.stem[: -len("_vectors")] if c.stem.endswith("_vectors") else c.stem
-        by_stem[stem] = c
-    out = []
-    for img in images:
-        stem = image_stem(img)
-        if stem not in by_stem:
-            raise InputError(f"no vector CSV for this image (looked for {stem}.csv or "
-                             f"{stem}_vectors.csv)", img)
-        out.append(by_stem[stem])
-    return out
 
 
 def register(sub):
@@ -108,43 +86,13 @@ def _model_voxel_size(args):
     return voxel_size_from_args(SimpleNamespace(voxel_size=args.model_voxel_size))
 
 
-def _pretrain_synthetic(args):
-    """Train on the --synthetic folder into MODEL_DIR_synthetic; return that folder.
-
-    Synthetic images name their channels after the structures and carry their
-    voxel size, so --channels, --axes and --voxel-size (meant for the real
-    images) are not applied to them.
-    """
-    from ..synthetic_train import pretrain_dir, synthetic_pairs
-    from ..train import train
-
+def _check_synthetic_flags(args):
     if args.init:
         raise InputError("--synthetic and --init both choose the starting model; give one")
     if args.resume:
         raise InputError("--resume continues the fine-tuning alone; leave out --synthetic")
-    syn_images, syn_vectors = synthetic_pairs(args.synthetic)
-    epochs = args.synthetic_epochs if args.synthetic_epochs is not None else args.epochs
-    if epochs < 1:
+    if args.synthetic_epochs is not None and args.synthetic_epochs < 1:
         raise InputError("--synthetic-epochs must be at least 1")
-    outdir = pretrain_dir(args.output)
-    job = train(syn_images, syn_vectors, outdir=outdir, val_fraction=args.val_fraction,
-                arch=args.arch, epochs=epochs, patch_size=_patch(args),
-                batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps_per_epoch,
-                device=args.device, seed=args.seed, preset=args.preset,
-                structures=args.structures, model_voxel_size=_model_voxel_size(args))
-    with ProgressBar() as bar:
-        lines = []
-
-        def show(event):
-            bar(event)
-            if event.data.get("epoch_end"):
-                lines.append(event.message)
-
-        out = run_job(job, show)
-    for line in lines:
-        print(f"synthetic pre-training: {line}")
-    print(f"pre-trained model written to {out}")
-    return str(out)
 
 
 def run(args) -> int:
@@ -158,33 +106,31 @@ def run(args) -> int:
         if not args.val_vectors:
             raise InputError("--val needs --val-vectors")
         val_vectors = match_vectors(val_images, args.val_vectors)
-    init = args.init
+    options = dict(val_images=val_images, val_vectors=val_vectors,
+                   val_fraction=args.val_fraction, arch=args.arch, patch_size=_patch(args),
+                   batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps_per_epoch,
+                   device=args.device, seed=args.seed, preset=args.preset,
+                   channels=args.channels, structures=args.structures, axes=args.axes,
+                   voxel_size=voxel_size_from_args(args),
+                   model_voxel_size=_model_voxel_size(args), alpha=args.alpha, beta=args.beta)
     if getattr(args, "synthetic", None):
-        init = _pretrain_synthetic(args)
-    job = train(images, vectors, outdir=args.output, val_images=val_images,
-                val_vectors=val_vectors, val_fraction=args.val_fraction, arch=args.arch,
-                epochs=args.epochs, patch_size=_patch(args), batch_size=args.batch_size,
-                lr=args.lr, steps_per_epoch=args.steps_per_epoch, init=init,
-                device=args.device, seed=args.seed, resume=args.resume, preset=args.preset,
-                channels=args.channels, structures=args.structures, axes=args.axes,
-                voxel_size=voxel_size_from_args(args),
-                model_voxel_size=_model_voxel_size(args), alpha=args.alpha, beta=args.beta)
-    epochs_done = []
-    device_seen = []
+        # Synthetic images carry their channel names and voxel size: the options
+        # that say how to read the real images are not applied to them.
+        from ..synthetic_train import train_with_synthetic
 
-    with ProgressBar() as bar:
-        def show(event):
-            bar(event)
-            if "device" in event.data and not device_seen:
-                device_seen.append(event.data["device"])
-            if event.data.get("epoch_end"):
-                epochs_done.append(event.message)
+        _check_synthetic_flags(args)
+        job = train_with_synthetic(images, vectors, synthetic=args.synthetic,
+                                   outdir=args.output, epochs=args.epochs,
+                                   synthetic_epochs=args.synthetic_epochs,
+                                   prefixes=("synthetic pre-training: ", ""), **options)
+    else:
+        job = train(images, vectors, outdir=args.output, epochs=args.epochs, init=args.init,
+                    resume=args.resume, **options)
+    model_dir = run_epochs(job)
+    if getattr(args, "synthetic", None):
+        from ..synthetic_train import pretrain_dir
 
-        model_dir = run_job(job, show)
-    if device_seen:
-        print(f"device: {device_seen[0]}")
-    for line in epochs_done:
-        print(line)
+        print(f"pre-trained model written to {pretrain_dir(args.output)}")
     if args.tune:
         from ..tune import format_report, tune
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..jobs import run_job
-from .common import ProgressBar, add_image_flags, expand_inputs, voxel_size_from_args
+from ..predict import expand_inputs
+from .common import ProgressBar, add_image_flags, voxel_size_from_args
 from .train import add_pairs_flags, match_vectors
 
 
