@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import subprocess
 import sys
 import tarfile
@@ -33,11 +32,12 @@ ICON_FILES = ("cellpol.png", "cellpol.svg")
 
 def project_version(root=ROOT) -> str:
     """The version in ``pyproject.toml`` (the only place it is written)."""
-    text = (Path(root) / "pyproject.toml").read_text(encoding="utf-8")
-    match = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
-    if not match:
+    from cellpol_core import pyproject_version
+
+    version = pyproject_version(Path(root) / "pyproject.toml")
+    if not version:
         raise SystemExit(f"{root}/pyproject.toml: no version")
-    return match.group(1)
+    return version
 
 
 def platform_tag() -> str:

@@ -19,24 +19,25 @@ from importlib.metadata import PackageNotFoundError, version as _version
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
+def pyproject_version(path=None):
+    """The version written in ``pyproject.toml`` (the one place it is written), or None.
 
-def _source_version() -> str:
-    # A source tree that is not installed: read pyproject.toml, the one place
-    # the version is written (the frozen app bundles the package metadata).
+    ``path`` defaults to the source tree's ``pyproject.toml`` beside this package.
+    """
     import re
 
-    pyproject = _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), "pyproject.toml")
+    path = path or _os.path.join(_os.path.dirname(_os.path.dirname(__file__)), "pyproject.toml")
     try:
-        with open(pyproject, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             match = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.MULTILINE)
     except OSError:
-        match = None
-    return match.group(1) if match else "0.0.0+unknown"
+        return None
+    return match.group(1) if match else None
 
 
 try:
     __version__ = _version("cellpol")
-except PackageNotFoundError:
-    __version__ = _source_version()
+except PackageNotFoundError:  # a source tree that is not installed
+    __version__ = pyproject_version() or "0.0.0+unknown"
 
 __all__ = ["__version__"]

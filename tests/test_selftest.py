@@ -149,7 +149,7 @@ def test_gui_entry_selftest_exit_code_on_failure(tmp_path, capsys):
 def test_versions_come_from_pyproject(capsys):
     version = pyproject_version()
     assert cellpol_core.__version__ == version
-    assert cellpol_core._source_version() == version
+    assert cellpol_core.pyproject_version() == version
 
     from cellpol_core.cli import main
 
