@@ -152,7 +152,7 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
     base_f1, _ = _score(caches, start_thr, names, level=level, levels=levels, border_um=border_um)
     best = replace(start_thr, tau=tuple(start_thr.tau), d_min_um=tuple(start_thr.d_min_um),
                    source="tuned")
-    best_f1, _ = _score(caches, best, names, level=level, levels=levels, border_um=border_um)
+    best_f1 = base_f1  # the same thresholds, only marked tuned
     try:
         d_max0 = get_preset(cfg.preset).d_max
     except ValueError:
