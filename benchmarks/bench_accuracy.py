@@ -26,19 +26,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 TEST_SEEDS = range(1300, 1303)
 
 
-def evaluate_method(predict, images, vectors):
-    from cellpol_core.evaluate import evaluate_vectors, pool_results
-    from cellpol_core.image import read_image
-    from cellpol_core.vectors import read_vectors
-
-    results = []
-    for img, vec in zip(images, vectors):
-        image = read_image(img)
-        results.append(evaluate_vectors(read_vectors(vec), predict(image),
-                                        voxel_size=image.voxel_size, shape=image.spatial_shape))
-    return pool_results(results)
-
-
 def main(argv=None) -> int:
     import train_demo_model as recipe
 
@@ -83,12 +70,12 @@ def main(argv=None) -> int:
     pooled = {}
     for name, path in models.items():
         model = load_model(path)
-        pooled[name] = evaluate_method(lambda im: run_job(predict_image(im, model)), te_img, te_vec)
+        pooled[name] = recipe.evaluate_method(lambda im: run_job(predict_image(im, model)), te_img, te_vec)
         if name == "CellPol":
             greedy = replace(model.thresholds, embed_weight=None)
-            pooled["CellPol, greedy pairing"] = evaluate_method(
+            pooled["CellPol, greedy pairing"] = recipe.evaluate_method(
                 lambda im: run_job(predict_image(im, model, thresholds=greedy)), te_img, te_vec)
-    pooled["Otsu"] = evaluate_method(lambda im: predict_otsu(im), te_img, te_vec)
+    pooled["Otsu"] = recipe.evaluate_method(lambda im: predict_otsu(im), te_img, te_vec)
 
     n_gt = next(iter(pooled.values())).g
     print(f"held-out crowded phantoms: {len(te_img)} images (seeds {TEST_SEEDS.start}-"

@@ -31,33 +31,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
 VOXEL = (0.54, 1.332, 1.332)     # (z, y, x) µm
 SHAPE = (32, 128, 128)           # (Z, Y, X) voxels
 PATCH = (32, 64, 64)
 REAL_SEED = 2000
 TEST_SEEDS = range(2100, 2104)
-
-
-def write_phantoms(folder: Path, seeds):
-    from cellpol_core.image import write_ome_tiff
-    from cellpol_core.phantom import generate_phantom
-    from cellpol_core.vectors import write_vectors
-
-    folder.mkdir(parents=True, exist_ok=True)
-    images, vectors = [], []
-    for seed in seeds:
-        img, csv = folder / f"phantom_{seed}.ome.tif", folder / f"phantom_{seed}_vectors.csv"
-        if not img.exists():
-            ph = generate_phantom(shape=SHAPE, voxel_size=VOXEL, seed=seed)
-            write_ome_tiff(img, ph.image, voxel_size=ph.voxel_size, channel_names=ph.channel_names)
-            write_vectors(csv, ph.vectors, voxel_size=ph.voxel_size)
-        images.append(img)
-        vectors.append(csv)
-    return images, vectors
 
 
 def pairs_per_patch(vectors_csv, shape, patch) -> tuple:
@@ -70,17 +54,22 @@ def pairs_per_patch(vectors_csv, shape, patch) -> tuple:
     return max(1, int(round(0.8 * mid))), max(1, int(round(1.2 * mid)))
 
 
+def write_phantoms(folder: Path, seeds):
+    from train_demo_model import write_set
+
+    return write_set(folder, seeds, shape=SHAPE, voxel_size=VOXEL)
+
+
 def main(argv=None) -> int:
+    from train_demo_model import evaluate_method
+
     from cellpol_core.cli.common import ProgressBar
-    from cellpol_core.evaluate import evaluate_vectors, pool_results
     from cellpol_core.gan import evaluate_gan, generate, train_gan
-    from cellpol_core.image import read_image
     from cellpol_core.infer import predict_image
     from cellpol_core.jobs import run_job
     from cellpol_core.model import load_model
     from cellpol_core.train import train
     from cellpol_core.tune import tune
-    from cellpol_core.vectors import read_vectors
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30, help="epochs of every model (default 30)")
@@ -147,13 +136,8 @@ def main(argv=None) -> int:
     results = {}
     for name, path in models.items():
         model = load_model(path)
-        per_image = []
-        for img, vec in zip(test_img, test_vec):
-            image = read_image(img)
-            per_image.append(evaluate_vectors(read_vectors(vec), run_job(predict_image(image, model)),
-                                              voxel_size=image.voxel_size,
-                                              shape=image.spatial_shape))
-        results[name] = pool_results(per_image)
+        results[name] = evaluate_method(lambda im: run_job(predict_image(im, model)),
+                                        test_img, test_vec)
 
     ssim_train = evaluate_gan(gan_dir, real_img, real_vec, device=args.device)
     ssim_test = evaluate_gan(gan_dir, test_img, test_vec, device=args.device)

@@ -31,7 +31,8 @@ TUNE_SEEDS = range(1100, 1104)      # threshold tuning: more images, steadier ch
 TEST_SEEDS = range(1200, 1203)
 
 
-def write_set(folder: Path, seeds):
+def write_set(folder: Path, seeds, *, shape=None, voxel_size=None):
+    """Default crowded phantoms (paper voxel size unless given), written once per seed."""
     from cellpol_core.image import write_ome_tiff
     from cellpol_core.phantom import PAPER_VOXEL_SIZE, generate_phantom
     from cellpol_core.vectors import write_vectors
@@ -41,7 +42,8 @@ def write_set(folder: Path, seeds):
     for seed in seeds:
         img, csv = folder / f"phantom_{seed}.ome.tif", folder / f"phantom_{seed}_vectors.csv"
         if not img.exists():
-            ph = generate_phantom(voxel_size=PAPER_VOXEL_SIZE, seed=seed)
+            ph = generate_phantom(shape=shape, voxel_size=voxel_size or PAPER_VOXEL_SIZE,
+                                  seed=seed)
             write_ome_tiff(img, ph.image, voxel_size=ph.voxel_size, channel_names=ph.channel_names)
             write_vectors(csv, ph.vectors, voxel_size=ph.voxel_size)
         images.append(img)
@@ -49,16 +51,28 @@ def write_set(folder: Path, seeds):
     return images, vectors
 
 
+def evaluate_method(predict, images, vectors):
+    """Pooled evaluation of ``predict(CellImage) -> VectorTable`` over image/CSV files."""
+    from cellpol_core.evaluate import evaluate_vectors, pool_results
+    from cellpol_core.image import read_image
+    from cellpol_core.vectors import read_vectors
+
+    results = []
+    for img, vec in zip(images, vectors):
+        image = read_image(img)
+        results.append(evaluate_vectors(read_vectors(vec), predict(image),
+                                        voxel_size=image.voxel_size, shape=image.spatial_shape))
+    return pool_results(results)
+
+
 def main(argv=None) -> int:
     from cellpol_core.cli.common import ProgressBar
-    from cellpol_core.evaluate import evaluate_vectors, format_table, pool_results
-    from cellpol_core.image import read_image
+    from cellpol_core.evaluate import format_table
     from cellpol_core.infer import predict_image
     from cellpol_core.jobs import run_job
     from cellpol_core.model import CHECKPOINT_FILE, load_model
     from cellpol_core.train import train
     from cellpol_core.tune import format_report, tune
-    from cellpol_core.vectors import read_vectors
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=100)
@@ -85,13 +99,7 @@ def main(argv=None) -> int:
         _, report = run_job(tune(model_dir, tu_img, tu_vec, device="cpu"), bar)
     print(format_report(report))
     model = load_model(model_dir)
-    results = []
-    for img, vec in zip(te_img, te_vec):
-        image = read_image(img)
-        pred = run_job(predict_image(image, model))
-        results.append(evaluate_vectors(read_vectors(vec), pred, voxel_size=image.voxel_size,
-                                        shape=image.spatial_shape))
-    pooled = pool_results(results)
+    pooled = evaluate_method(lambda im: run_job(predict_image(im, model)), te_img, te_vec)
     print("held-out test phantoms:")
     print(format_table(pooled))
     metrics = json.loads((model_dir / "metrics.json").read_text())
