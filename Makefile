@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 BUILD_STAMP := $(VENV)/.installed-build
 
-.PHONY: run test test-quick venv clean demo-data demo-model bundle test-bundle
+.PHONY: run test test-quick lint venv clean demo-data demo-model bundle test-bundle
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ run: $(STAMP)
 # Every test: the engine and GUI tests, then the standalone app (built first).
 test: test-quick test-bundle
 
-# The engine and GUI tests only (no PyInstaller build).
-test-quick: $(STAMP)
+# Static checks: ruff (bug-finding rules) and the import-linter layer contracts
+# (the engine never imports Qt; io at the bottom; analysis apart from detection).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+# The static checks, then the engine and GUI tests (no PyInstaller build).
+test-quick: lint
 	$(BIN)/python -m pytest -q -m "not gui_jobs and not bundle"
 	timeout 600 $(BIN)/python -m pytest -q -m gui_jobs || \
 		timeout 600 $(BIN)/python -m pytest -q -m gui_jobs --lf

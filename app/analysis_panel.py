@@ -2,18 +2,18 @@
 
 :class:`AnalysisPanel` shows, for the current image's vectors (its annotations
 or its predictions, a source combo) and for every other image of the open
-project, one row of :func:`cellpol_core.polarity.summarise` (n, mean angle,
+project, one row of :func:`cellpol_core.analysis.polarity.summarise` (n, mean angle,
 R, circular SD, Rayleigh p, V-test p, 3D R, mean angle to the reference) and
 a pyqtgraph rose of the selected row on the xy, yz or xz plane.
 
-Angles follow :mod:`cellpol_core.polarity`: 0° = right, 90° = up on screen.
+Angles follow :mod:`cellpol_core.analysis.polarity`: 0° = right, 90° = up on screen.
 The rose shows absolute angles (it looks like the image); with a reference
 the table's mean angle is relative to it (0° = the reference), as in the
 ``summary_per_image.csv`` of ``cellpol stats``, and the reference is drawn as
 an arrow in the rose and from the centre of the XY slice view.
 
 The table needs no bootstrap, so it is computed synchronously; the report
-(:func:`cellpol_core.analysis.analyse`: CSVs and figures) runs in the
+(:func:`cellpol_core.analysis.batch.analyse`: CSVs and figures) runs in the
 window's JobRunner.
 """
 
@@ -45,8 +45,9 @@ from PySide6.QtWidgets import (
 )
 
 from cellpol_core.errors import InputError
+from cellpol_core.io.paths import image_stem
 from cellpol_core.jobs import ProgressEvent
-from cellpol_core.polarity import PLANES, plane_angle_deg, polarity_data, \
+from cellpol_core.analysis.polarity import PLANES, plane_angle_deg, polarity_data, \
     reference_unit_vector, summarise
 
 __all__ = ["AnalysisPanel", "install_analysis_panel", "rose_counts", "report_job"]
@@ -79,13 +80,13 @@ def rose_counts(angles_deg, *, bins=ROSE_BINS) -> np.ndarray:
 
 
 def report_job(vector_csvs, *, cancel=None, **options):
-    """:func:`~cellpol_core.analysis.analyse` for the window's JobRunner.
+    """:func:`~cellpol_core.analysis.batch.analyse` for the window's JobRunner.
 
     The summary travels in a last ``"report"`` event (``data["summary"]``) and
     the job returns an empty list, so the window's generic result handler
     (which loads predicted vector CSVs) leaves it alone.
     """
-    from cellpol_core.analysis import analyse
+    from cellpol_core.analysis.batch import analyse
 
     summary = yield from analyse(vector_csvs, cancel=cancel, **options)
     yield ProgressEvent("report", 1, 1, message=f"{len(summary.files)} files",
@@ -285,7 +286,7 @@ class AnalysisPanel(QWidget):
         if w.loaded is not None:
             table = w.annotations.to_table() if self.source == "annotations" else w.vectors
             current = w.image_path
-            out.append((_image_name(current) if current else "current image", table,
+            out.append((image_stem(current) if current else "current image", table,
                         w.voxel_size or (1.0, 1.0, 1.0)))
         project = w.project
         if project is not None and len(project.images) > 1:
@@ -293,7 +294,7 @@ class AnalysisPanel(QWidget):
                 path = project.image_path(entry)
                 if current is not None and project.find_image(current) is entry:
                     continue  # the first row, with the shown (maybe unsaved) vectors
-                out.append((_image_name(path), _project_table(project, entry, self.source),
+                out.append((image_stem(path), _project_table(project, entry, self.source),
                             _entry_voxel_size(entry)))
         return out
 
@@ -470,7 +471,7 @@ class AnalysisPanel(QWidget):
 
         The vector CSVs go to ``folder/vectors``; :func:`report_job` then writes
         ``summary_per_image.csv``, ``summary_per_condition.csv`` and the plots
-        (see :mod:`cellpol_core.analysis`) in the window's JobRunner.
+        (see :mod:`cellpol_core.analysis.batch`) in the window's JobRunner.
         :attr:`last_report` holds the summary when it is done.
 
         Returns
@@ -479,7 +480,7 @@ class AnalysisPanel(QWidget):
             False (with a message) when there is nothing to analyse or another
             job is running.
         """
-        from cellpol_core.vectors import write_vectors
+        from cellpol_core.io.vectors import write_vectors
 
         if self.window is not None:
             self.refresh()
@@ -542,12 +543,6 @@ class AnalysisPanel(QWidget):
 
 # ----------------------------------------------------------------------------- helpers
 
-def _image_name(path) -> str:
-    from .project import image_stem
-
-    return image_stem(path)
-
-
 def _safe(name: str) -> str:
     import re
 
@@ -568,7 +563,7 @@ def _entry_voxel_size(entry):
 
 def _project_table(project, entry, source):
     """The annotations or the latest prediction of a project image (None when absent/bad)."""
-    from cellpol_core.vectors import read_vectors
+    from cellpol_core.io.vectors import read_vectors
 
     try:
         if source == "annotations":

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from cellpol_core.vectors import DEFAULT_STRUCTURES, VectorTable, write_vectors
+from cellpol_core.io.vectors import DEFAULT_STRUCTURES, VectorTable, write_vectors
 
 __all__ = ["Pair", "AnnotationModel", "snap_to_maximum"]
 

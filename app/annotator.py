@@ -355,7 +355,7 @@ class AnnotatorWindow(ViewerWindow):
         EvalResult or None
             None (with a message) when there are no annotations or predictions.
         """
-        from cellpol_core.evaluate import evaluate_vectors
+        from cellpol_core.detection.evaluate import evaluate_vectors
 
         if self.loaded is None:
             self.statusBar().showMessage("Open an image first", 4000)
@@ -388,7 +388,7 @@ class AnnotatorWindow(ViewerWindow):
         Evaluation dock. ``options`` go to ``tune`` (``border_um``, ``rounds``,
         ``device``...).
         """
-        from cellpol_core.tune import tune
+        from cellpol_core.detection.tune import tune
 
         if self.project is None:
             self.show_error("Tuning needs a project: File → New project")
@@ -413,7 +413,7 @@ class AnnotatorWindow(ViewerWindow):
             self.tune(folder)
 
     def _show_tune_report(self, result):
-        from cellpol_core.tune import format_report
+        from cellpol_core.detection.tune import format_report
 
         _, report = result
         self.tune_report = report
@@ -457,7 +457,7 @@ class AnnotatorWindow(ViewerWindow):
         """
         import tempfile
 
-        from cellpol_core.predict import predict_files
+        from cellpol_core.detection.predict import predict_files
 
         if self.image_path is None or self.loaded is None:
             self.statusBar().showMessage("Open an image first", 4000)
@@ -478,7 +478,7 @@ class AnnotatorWindow(ViewerWindow):
 
     def training_data(self):
         """(image paths, annotation CSVs) of the project images that have pairs."""
-        from cellpol_core.vectors import read_vectors
+        from cellpol_core.io.vectors import read_vectors
 
         images, tables = [], []
         if self.project is None:
@@ -502,11 +502,11 @@ class AnnotatorWindow(ViewerWindow):
         project when training ends. ``options`` go to
         :func:`cellpol_core.train.train` (``patch_size``, ``device``, ...). With
         ``synthetic=<folder>`` (the Synthetic data dock) the job is
-        :func:`cellpol_core.synthetic_train.train_with_synthetic`.
+        :func:`cellpol_core.synthetic.pretrain.train_with_synthetic`.
         """
         import time
 
-        from cellpol_core.train import train
+        from cellpol_core.detection.train import train
 
         if self.project is None:
             self.show_error("Training needs a project: File → New project")
@@ -530,7 +530,7 @@ class AnnotatorWindow(ViewerWindow):
         channels = self.project.find_image(images[0]).channels if \
             self.project.find_image(images[0]) else None
         if options.get("synthetic"):  # pre-train on synthetic images, then fine-tune
-            from cellpol_core.synthetic_train import train_with_synthetic as job
+            from cellpol_core.synthetic.pretrain import train_with_synthetic as job
         else:
             job = train
         started = self.jobs.start("Train", job, images, tables, outdir=outdir, epochs=epochs,
@@ -979,7 +979,7 @@ class AnnotatorWindow(ViewerWindow):
 
     def import_annotations(self, path) -> bool:
         """Replace the annotations with a CellPol or VAT CSV (then autosaved)."""
-        from cellpol_core.vectors import read_vectors
+        from cellpol_core.io.vectors import read_vectors
 
         try:
             table = read_vectors(path)

@@ -1,7 +1,7 @@
 """Jobs → Predict all images: one job over every image of a project.
 
 :func:`predict_project` is a generator job (no Qt) that runs
-:func:`cellpol_core.predict.predict_files` image by image, each with its own
+:func:`cellpol_core.detection.predict.predict_files` image by image, each with its own
 channel map and voxel size from the manifest, writing the CSVs into the
 project's ``predictions/`` folder. :func:`choose_predictor` asks which model.
 """
@@ -31,11 +31,11 @@ def predict_project(project, *, model=None, cancel: Optional[CancelToken] = None
         Model folder or bundled model name; the Otsu baseline when None.
     cancel : CancelToken, optional
     **options
-        More options of :func:`~cellpol_core.predict.predict_files` (``device``, ...).
+        More options of :func:`~cellpol_core.detection.predict.predict_files` (``device``, ...).
     """
     from pathlib import Path
 
-    from cellpol_core.predict import predict_files
+    from cellpol_core.detection.predict import predict_files
 
     entries = list(project.images)
     outdir = project.root / "predictions"

@@ -183,7 +183,7 @@ def _cell(value) -> str:
 class MetricsPanel(QWidget):
     """TPR and FDR vs level curves (pyqtgraph) over a table of the evaluation rows.
 
-    Shows an :class:`~cellpol_core.evaluate.EvalResult` (or the ``table`` rows of a
+    Shows an :class:`~cellpol_core.detection.evaluate.EvalResult` (or the ``table`` rows of a
     tuning report): one point per threshold level τ_L, L = 0 (loosest) … 13.
     """
 
@@ -236,5 +236,5 @@ class MetricsPanel(QWidget):
         self.table.resizeColumnsToContents()
 
     def set_result(self, result, *, title=""):
-        """Show an :class:`~cellpol_core.evaluate.EvalResult`."""
+        """Show an :class:`~cellpol_core.detection.evaluate.EvalResult`."""
         self.set_rows(result.rows(), title=title)

@@ -58,7 +58,7 @@ def _get_app():
     app.setApplicationVersion(cellpol_core.__version__)
     # Matches the installed cellpol.desktop, so docks and taskbars show its icon.
     app.setDesktopFileName("cellpol")
-    from cellpol_core.resources import resources_dir
+    from cellpol_core.io.resources import resources_dir
     from PySide6.QtGui import QIcon
 
     icon = resources_dir() / "icons" / "cellpol.png"
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     headless = args.screenshot is not None
 
     from cellpol_core.errors import InputError
-    from cellpol_core.resources import demo_image_path, demo_vectors_path
+    from cellpol_core.io.resources import demo_image_path, demo_vectors_path
 
     image_path = Path(args.image) if args.image else None
     vectors_path = Path(args.vectors) if args.vectors else None
@@ -115,8 +115,8 @@ def main(argv=None) -> int:
                 image_path = project.image_path(project.images[0])
     if headless:
         # Scripted use: bad input is one line on stderr, before Qt says anything.
-        from cellpol_core.image import read_image
-        from cellpol_core.vectors import read_vectors
+        from cellpol_core.io.image import read_image
+        from cellpol_core.io.vectors import read_vectors
 
         try:
             if image_path is None:

@@ -21,24 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from cellpol_core.atomic import write_text_atomic
+from cellpol_core.io.atomic import write_text_atomic
 from cellpol_core.errors import InputError
+from cellpol_core.io.paths import image_stem
 
 MANIFEST_NAME = "cellpol_project.json"
 FORMAT = "cellpol-project"
 VERSION = 1
 DEFAULT_COLORS = ("#3ce63c", "#ff3c3c")  # start green, end red
 
-__all__ = ["Project", "ImageEntry", "ModelEntry", "MANIFEST_NAME", "image_stem"]
-
-
-def image_stem(path) -> str:
-    """File name without its image suffixes (``a.ome.tif`` -> ``a``)."""
-    name = Path(path).name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".lsm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
+__all__ = ["Project", "ImageEntry", "ModelEntry", "MANIFEST_NAME"]
 
 
 @dataclass
@@ -270,7 +262,7 @@ class Project:
 
         The manifest is updated (and saved) the first time.
         """
-        from cellpol_core.vectors import write_vectors
+        from cellpol_core.io.vectors import write_vectors
 
         path = self.annotations_path(entry)
         write_vectors(path, table, voxel_size=entry.voxel_size)
@@ -288,7 +280,7 @@ class Project:
         InputError
             The CSV exists but is malformed.
         """
-        from cellpol_core.vectors import read_vectors
+        from cellpol_core.io.vectors import read_vectors
 
         if not entry.annotations:
             return None

@@ -5,13 +5,13 @@ under ``<project>/synthetic/``::
 
     synthetic/
         dictionary.npz      1. the mask dictionary of the annotated objects
-        gan/                2. the GAN folder (cellpol_core.gan)
+        gan/                2. the GAN folder (cellpol_core.synthetic.gan)
         patches/            3. synthetic images with their vector CSVs
 
 4. *Train a model* opens the Train / fine-tune dialog and runs the window's
 training job with the synthetic folder: pre-training on it into
 ``models/<name>_synthetic`` then fine-tuning on the annotations, or training
-on the synthetic images alone (:mod:`cellpol_core.synthetic_train`).
+on the synthetic images alone (:mod:`cellpol_core.synthetic.pretrain`).
 
 Steps 1–3 run in the window's JobRunner (one job at a time, progress in the
 status bar and in the dock, Cancel). Their jobs return None and hand their
@@ -118,7 +118,7 @@ def dictionary_job(images, vectors, *, path, channels=None, cancel=None):
 
     Returns ``{"start": n, "end": n, "structures": (str, str), "path": str}``.
     """
-    from cellpol_core.synth import build_mask_dictionary
+    from cellpol_core.synthetic.masks import build_mask_dictionary
 
     yield ProgressEvent("dictionary", 0, 1, message=f"masks of {len(images)} annotated images")
     dictionary = build_mask_dictionary(images, vectors, channels=channels)
@@ -167,8 +167,8 @@ def _preview_source(cfg, image, vectors, *, channels=None, size_multiple=16, see
     through that pair's start centroid (None in 2D). Returns ``mask`` (0/1)
     and ``real`` ((2, *patch) float32 arrays), ``z``, ``voxel_size`` and ``image``.
     """
-    from cellpol_core.synth import DEFAULT_BOX_UM, image_object_masks, load_annotated
-    from cellpol_core.train import TrainingImage, crop_patch, prepare_image
+    from cellpol_core.synthetic.masks import DEFAULT_BOX_UM, image_object_masks, load_annotated
+    from cellpol_core.detection.train import TrainingImage, crop_patch, prepare_image
 
     (img, table, ch), = load_annotated([image], [vectors], channels=channels)
     dims = int(cfg["generator"]["spatial_dims"])
@@ -198,8 +198,8 @@ def _render_preview(gen, dev, source) -> dict:
     """Run ``gen`` (eval mode) on a :func:`_preview_source`; the :func:`gan_preview` dict."""
     import torch
 
-    from cellpol_core.gan import ssim
-    from cellpol_core.network import autocast_context
+    from cellpol_core.synthetic.gan import ssim
+    from cellpol_core.detection.network import autocast_context
 
     msk, real = source["mask"], source["real"]
     with torch.inference_mode(), autocast_context(dev):
@@ -230,8 +230,8 @@ def gan_preview(gan_dir, image, vectors, *, channels=None, device="auto", seed=0
     """
     import torch
 
-    from cellpol_core.gan import load_gan
-    from cellpol_core.network import select_device
+    from cellpol_core.synthetic.gan import load_gan
+    from cellpol_core.detection.network import select_device
 
     dev = select_device(device)
     gen, cfg, _ = load_gan(gan_dir, device=dev)
@@ -246,7 +246,7 @@ class LivePreview:
 
     The first call reads the config, builds the generator and cuts the
     preview patch; every call then reloads ``generator.pt`` (which
-    :func:`cellpol_core.gan.train_gan` writes before its epoch-end event) and
+    :func:`cellpol_core.synthetic.gan.train_gan` writes before its epoch-end event) and
     renders. torch's global random state is left as it was (the generator is
     built on a copy of it and runs in eval mode), so previews do not change
     the training.
@@ -260,9 +260,9 @@ class LivePreview:
     def __call__(self) -> dict:
         import torch
 
-        from cellpol_core.gan import GENERATOR_FILE, UNetGenerator, read_gan_config
-        from cellpol_core.model import load_state
-        from cellpol_core.network import select_device
+        from cellpol_core.synthetic.gan import GENERATOR_FILE, UNetGenerator, read_gan_config
+        from cellpol_core.detection.model import load_state
+        from cellpol_core.detection.network import select_device
 
         if self._gen is None:
             cfg = read_gan_config(self.gan_dir)
@@ -288,7 +288,7 @@ def preview_job(gan_dir, image, vectors, *, channels=None, device="auto", cancel
 
 def gan_job(images, vectors, *, outdir, channels=None, preview_index=0, device="auto",
             preview_every=PREVIEW_EVERY, cancel=None, **options):
-    """Train the GAN (:func:`cellpol_core.gan.train_gan`) with live previews.
+    """Train the GAN (:func:`cellpol_core.synthetic.gan.train_gan`) with live previews.
 
     After the end of every ``preview_every``-th epoch and of the last one
     (0: the last one only), the preview of ``images[preview_index]``
@@ -298,8 +298,8 @@ def gan_job(images, vectors, *, outdir, channels=None, preview_index=0, device="
     follow the open image, which may not be the project's kind). Returns
     ``{"gan_dir": str, "preview": dict}`` (the preview of the final generator).
     """
-    from cellpol_core.gan import train_gan
-    from cellpol_core.image import read_image
+    from cellpol_core.synthetic.gan import train_gan
+    from cellpol_core.io.image import read_image
 
     patch = options.get("patch")
     if patch is not None and len(patch) == 3 and not options.get("resume"):
@@ -351,7 +351,7 @@ def generate_job(gan_dir, *, n, outdir, cancel=None, **options):
     Earlier ``synthetic_*`` files are removed first: training reads the
     whole folder. Returns the image paths.
     """
-    from cellpol_core.gan import generate
+    from cellpol_core.synthetic.gan import generate
 
     outdir = Path(outdir)
     if outdir.is_dir():
@@ -952,7 +952,7 @@ class SyntheticPanel(QWidget):
 
     # ------------------------------------------------------------------ 2. GAN
     def gan_options(self) -> dict:
-        """The GAN fields as :func:`cellpol_core.gan.train_gan` options."""
+        """The GAN fields as :func:`cellpol_core.synthetic.gan.train_gan` options."""
         s = self.patch_spins
         yx = (s["Y"].value(), s["X"].value())
         out = {"epochs": self.gan_epochs.value(),
@@ -974,7 +974,7 @@ class SyntheticPanel(QWidget):
     def train_gan(self, **overrides) -> bool:
         """Train the GAN into ``synthetic/gan`` with the fields' options.
 
-        ``overrides`` replace or add :func:`cellpol_core.gan.train_gan`
+        ``overrides`` replace or add :func:`cellpol_core.synthetic.gan.train_gan`
         options (``epochs``, ``patch``, ``steps_per_epoch``, ``base_filters``...),
         or set :func:`gan_job`'s ``preview_every`` (default :data:`PREVIEW_EVERY`).
         """
@@ -1112,7 +1112,7 @@ class SyntheticPanel(QWidget):
         """
         import time
 
-        from cellpol_core.synthetic_train import pretrain_dir
+        from cellpol_core.synthetic.pretrain import pretrain_dir
 
         if synthetic_count(self.patches_dir) == 0:
             self.window.show_error("Generate synthetic images first (step 3)")
@@ -1152,7 +1152,7 @@ class SyntheticPanel(QWidget):
 
 def _read_log(path) -> list:
     """Rows (epoch, d_loss, g_loss, l1) of a GAN training_log.csv; [] when absent or broken."""
-    from cellpol_core.train import read_training_log  # torch-free at import
+    from cellpol_core.detection.train import read_training_log  # torch-free at import
 
     try:
         return read_training_log(path, ("epoch", "d_loss", "g_loss", "l1"))

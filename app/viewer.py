@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 
 import cellpol_core
 from cellpol_core.errors import InputError
+from cellpol_core.io.paths import is_image_path
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".lsm", ".ome.tif", ".ome.tiff")
 IMAGE_FILTER = "Images (*.tif *.tiff *.lsm *.ome.tif *.ome.tiff);;All files (*)"
 CSV_FILTER = "Vector tables (*.csv);;All files (*)"
 START_RGB = (60, 230, 60)
@@ -83,7 +83,7 @@ def composite_rgb(planes, limits, *, colors=None, weights=None) -> np.ndarray:
     -------
     ndarray, shape (Y, X, 3), uint8
     """
-    from cellpol_core.image import normalize_percentile
+    from cellpol_core.io.image import normalize_percentile
 
     planes = np.asarray(planes)
     norm = normalize_percentile(planes, limits=np.asarray(limits, dtype=np.float64), clip=True)
@@ -137,7 +137,7 @@ class LoadedImage:
 
 def prepare_image(image) -> LoadedImage:
     """Pick the displayed channels of a CellImage and compute contrast limits."""
-    from cellpol_core.image import resolve_channels
+    from cellpol_core.io.image import resolve_channels
 
     if image.n_channels == 1:
         channels = (0,)
@@ -151,7 +151,7 @@ def prepare_image(image) -> LoadedImage:
 
 def load_channels(image, channels) -> LoadedImage:
     """Read the displayed ``channels`` of a CellImage, with their MIP and contrast limits."""
-    from cellpol_core.image import percentile_limits
+    from cellpol_core.io.image import percentile_limits
 
     planes = np.stack([np.asarray(image.data[c]) for c in channels])
     if not image.is_3d:
@@ -165,13 +165,9 @@ def load_channels(image, channels) -> LoadedImage:
 
 def load_image_file(path) -> LoadedImage:
     """Read ``path`` and prepare it for display. Raises InputError on bad files."""
-    from cellpol_core.image import read_image
+    from cellpol_core.io.image import read_image
 
     return prepare_image(read_image(Path(path)))
-
-
-def is_image_path(path) -> bool:
-    return str(path).lower().endswith(IMAGE_SUFFIXES)
 
 
 class ViewerWindow(QMainWindow):
@@ -394,7 +390,7 @@ class ViewerWindow(QMainWindow):
         return True
 
     def set_image(self, image, *, path=None):
-        """Show an in-memory :class:`~cellpol_core.image.CellImage`."""
+        """Show an in-memory :class:`~cellpol_core.io.image.CellImage`."""
         self.set_loaded(prepare_image(image), path=path if path is not None else image.path)
 
     def set_loaded(self, loaded: LoadedImage, *, path=None):
@@ -417,7 +413,7 @@ class ViewerWindow(QMainWindow):
 
     def load_vectors(self, path) -> bool:
         """Read a CellPol or VectorAnnotationTool CSV and draw it; errors go to a dialog."""
-        from cellpol_core.vectors import read_vectors
+        from cellpol_core.io.vectors import read_vectors
 
         path = Path(path)
         try:
@@ -429,7 +425,7 @@ class ViewerWindow(QMainWindow):
         return True
 
     def set_vectors(self, table, *, path=None):
-        """Draw a :class:`~cellpol_core.vectors.VectorTable` (None clears)."""
+        """Draw a :class:`~cellpol_core.io.vectors.VectorTable` (None clears)."""
         self.vectors = table
         self.vectors_path = Path(path) if path is not None else None
         self._update_overlay()
@@ -438,7 +434,7 @@ class ViewerWindow(QMainWindow):
 
     def open_demo(self) -> bool:
         """Open the bundled demo image and its ground-truth vectors."""
-        from cellpol_core.resources import demo_image_path, demo_vectors_path
+        from cellpol_core.io.resources import demo_image_path, demo_vectors_path
 
         try:
             image_path = demo_image_path()

@@ -29,13 +29,13 @@ TEST_SEEDS = range(1300, 1303)
 def main(argv=None) -> int:
     import train_demo_model as recipe
 
-    from cellpol_core.classical import predict_otsu
+    from cellpol_core.detection.classical import predict_otsu
     from cellpol_core.cli.common import ProgressBar
-    from cellpol_core.infer import predict_image
+    from cellpol_core.detection.infer import predict_image
     from cellpol_core.jobs import run_job
-    from cellpol_core.model import load_model
-    from cellpol_core.train import train
-    from cellpol_core.tune import tune
+    from cellpol_core.detection.model import load_model
+    from cellpol_core.detection.train import train
+    from cellpol_core.detection.tune import tune
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=60)
@@ -70,11 +70,11 @@ def main(argv=None) -> int:
     pooled = {}
     for name, path in models.items():
         model = load_model(path)
-        pooled[name] = recipe.evaluate_method(lambda im: run_job(predict_image(im, model)), te_img, te_vec)
+        pooled[name] = recipe.evaluate_method(lambda im, model=model: run_job(predict_image(im, model)), te_img, te_vec)
         if name == "CellPol":
             greedy = replace(model.thresholds, embed_weight=None)
             pooled["CellPol, greedy pairing"] = recipe.evaluate_method(
-                lambda im: run_job(predict_image(im, model, thresholds=greedy)), te_img, te_vec)
+                lambda im, model=model, greedy=greedy: run_job(predict_image(im, model, thresholds=greedy)), te_img, te_vec)
     pooled["Otsu"] = recipe.evaluate_method(lambda im: predict_otsu(im), te_img, te_vec)
 
     n_gt = next(iter(pooled.values())).g

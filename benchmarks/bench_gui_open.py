@@ -29,7 +29,7 @@ def write_image(path, shape_xyz, *, seed=0):
     """A (2, Z, Y, X) uint16 OME-TIFF: background noise and a few hundred blobs per channel."""
     import numpy as np
 
-    from cellpol_core.image import write_ome_tiff
+    from cellpol_core.io.image import write_ome_tiff
 
     nx, ny, nz = shape_xyz
     rng = np.random.default_rng(seed)

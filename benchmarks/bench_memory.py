@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     import numpy as np
     import tifffile
 
-    from cellpol_core.phantom import PAPER_VOXEL_SIZE, generate_phantom
+    from cellpol_core.synthetic.phantom import PAPER_VOXEL_SIZE, generate_phantom
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", nargs=3, type=int, default=[2048, 2048, 128], metavar=("X", "Y", "Z"))

@@ -38,7 +38,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cellpol_core.network import ARCHITECTURES, CellPolNet
+from cellpol_core.detection.network import ARCHITECTURES, CellPolNet
 
 # name -> CellPolNet keyword arguments (3D, 2 input channels).
 CANDIDATES = {

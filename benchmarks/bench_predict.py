@@ -31,13 +31,13 @@ def network_flops(net, tile, *, spatial_dims) -> float:
 def main(argv=None) -> int:
     import torch
 
-    from cellpol_core.image import write_ome_tiff
-    from cellpol_core.infer import Timings, plan_tiles
+    from cellpol_core.io.image import write_ome_tiff
+    from cellpol_core.detection.infer import Timings, plan_tiles
     from cellpol_core.jobs import run_job
-    from cellpol_core.model import load_model
-    from cellpol_core.phantom import PAPER_VOXEL_SIZE, generate_phantom
-    from cellpol_core.predict import predict_files
-    from cellpol_core.resample import resampled_shape
+    from cellpol_core.detection.model import load_model
+    from cellpol_core.synthetic.phantom import PAPER_VOXEL_SIZE, generate_phantom
+    from cellpol_core.detection.predict import predict_files
+    from cellpol_core.io.resample import resampled_shape
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="demo")
@@ -66,13 +66,13 @@ def main(argv=None) -> int:
         model = load_model(args.model)
         dims = model.config.spatial_dims
         shape = resampled_shape((z, y, x), PAPER_VOXEL_SIZE, model.config.voxel_size)
-        from cellpol_core.infer import DEFAULT_OVERLAP_3D, DEFAULT_TILE_3D
+        from cellpol_core.detection.infer import DEFAULT_OVERLAP_3D, DEFAULT_TILE_3D
 
         tile, origins, _ = plan_tiles(shape, tile=DEFAULT_TILE_3D, overlap=DEFAULT_OVERLAP_3D,
                                       multiple=model.net.size_multiple())
         # Count on the plain module: the fused one calls oneDNN kernels that
         # torch's FLOP counter does not see.
-        from cellpol_core.model import build_net
+        from cellpol_core.detection.model import build_net
 
         flops = network_flops(build_net(model.config).eval(), tile, spatial_dims=dims) * len(origins)
     parts = timings.as_dict()

@@ -46,7 +46,7 @@ TEST_SEEDS = range(2100, 2104)
 
 def pairs_per_patch(vectors_csv, shape, patch) -> tuple:
     """The real image's pair density scaled to one synthetic patch, ±20 %."""
-    from cellpol_core.vectors import read_vectors
+    from cellpol_core.io.vectors import read_vectors
 
     n = len(read_vectors(vectors_csv))
     area = patch[-1] * patch[-2] / float(shape[-1] * shape[-2])
@@ -64,12 +64,12 @@ def main(argv=None) -> int:
     from train_demo_model import evaluate_method
 
     from cellpol_core.cli.common import ProgressBar
-    from cellpol_core.gan import evaluate_gan, generate, train_gan
-    from cellpol_core.infer import predict_image
+    from cellpol_core.synthetic.gan import evaluate_gan, generate, train_gan
+    from cellpol_core.detection.infer import predict_image
     from cellpol_core.jobs import run_job
-    from cellpol_core.model import load_model
-    from cellpol_core.train import train
-    from cellpol_core.tune import tune
+    from cellpol_core.detection.model import load_model
+    from cellpol_core.detection.train import train
+    from cellpol_core.detection.tune import tune
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30, help="epochs of every model (default 30)")
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     results = {}
     for name, path in models.items():
         model = load_model(path)
-        results[name] = evaluate_method(lambda im: run_job(predict_image(im, model)),
+        results[name] = evaluate_method(lambda im, model=model: run_job(predict_image(im, model)),
                                         test_img, test_vec)
 
     ssim_train = evaluate_gan(gan_dir, real_img, real_vec, device=args.device)

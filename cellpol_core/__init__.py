@@ -9,14 +9,22 @@ Conventions
 * Points are (N, 3) float arrays in (z, y, x) voxels; in 2D, z is 0.
 * Voxel sizes are (z, y, x) tuples in µm; a 2D image carries z = 1.0.
 * Distances and angles are computed in µm whenever the voxel size is known.
+
+Layout
+------
+``io``        files in and out (images, vector CSVs, exports, atomic writes)
+``detection`` the network, training, inference, pairing, tuning, evaluation
+``synthetic`` phantoms, label masks, the GAN, synthetic pre-training
+``analysis``  polarity statistics, batch analysis, plots
+``jobs``, ``errors``, ``selftest`` and ``cli`` sit at the top.
 """
 
 import os as _os
 from importlib.metadata import PackageNotFoundError, version as _version
 
-# Huge pages for large tensors make CPU convolutions ~20 % faster; torch reads
-# this at its first allocation, so it must be set before any tensor exists.
-_os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+from . import _compat
+
+_compat.install()
 
 
 def pyproject_version(path=None):

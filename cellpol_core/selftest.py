@@ -105,7 +105,7 @@ class SelftestReport:
 def _device_info(report: SelftestReport):
     import torch
 
-    from .network import device_description, select_device
+    from .detection.network import device_description, select_device
 
     report.torch_version = torch.__version__
     dev = select_device("auto")
@@ -148,19 +148,19 @@ def run_selftest(*, model="demo", image=None, vectors=None, level: int = DEFAULT
         dev = _device_info(report)
         report.seconds["import"] = time.perf_counter() - t
         if device is not None:
-            from .network import device_description, select_device
+            from .detection.network import device_description, select_device
 
             step = f"use device {device!r}"
             dev = select_device(device)
             report.device = device_description(dev)
 
-        from .evaluate import evaluate_vectors
-        from .image import read_image
-        from .infer import predict_image
+        from .detection.evaluate import evaluate_vectors
+        from .io.image import read_image
+        from .detection.infer import predict_image
         from .jobs import run_job
-        from .model import load_model
-        from .resources import demo_image_path, demo_vectors_path
-        from .vectors import read_vectors
+        from .detection.model import load_model
+        from .io.resources import demo_image_path, demo_vectors_path
+        from .io.vectors import read_vectors
 
         step = "load the model"
         t = time.perf_counter()

@@ -13,9 +13,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cellpol_core.image import write_ome_tiff
-from cellpol_core.phantom import PAPER_VOXEL_SIZE, generate_phantom
-from cellpol_core.vectors import write_vectors
+from cellpol_core.io.image import write_ome_tiff
+from cellpol_core.synthetic.phantom import PAPER_VOXEL_SIZE, generate_phantom
+from cellpol_core.io.vectors import write_vectors
 
 DEMO_SHAPE = (48, 192, 192)
 DEMO_SEED = 20250107

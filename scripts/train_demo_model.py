@@ -33,9 +33,9 @@ TEST_SEEDS = range(1200, 1203)
 
 def write_set(folder: Path, seeds, *, shape=None, voxel_size=None):
     """Default crowded phantoms (paper voxel size unless given), written once per seed."""
-    from cellpol_core.image import write_ome_tiff
-    from cellpol_core.phantom import PAPER_VOXEL_SIZE, generate_phantom
-    from cellpol_core.vectors import write_vectors
+    from cellpol_core.io.image import write_ome_tiff
+    from cellpol_core.synthetic.phantom import PAPER_VOXEL_SIZE, generate_phantom
+    from cellpol_core.io.vectors import write_vectors
 
     folder.mkdir(parents=True, exist_ok=True)
     images, vectors = [], []
@@ -53,9 +53,9 @@ def write_set(folder: Path, seeds, *, shape=None, voxel_size=None):
 
 def evaluate_method(predict, images, vectors):
     """Pooled evaluation of ``predict(CellImage) -> VectorTable`` over image/CSV files."""
-    from cellpol_core.evaluate import evaluate_vectors, pool_results
-    from cellpol_core.image import read_image
-    from cellpol_core.vectors import read_vectors
+    from cellpol_core.detection.evaluate import evaluate_vectors, pool_results
+    from cellpol_core.io.image import read_image
+    from cellpol_core.io.vectors import read_vectors
 
     results = []
     for img, vec in zip(images, vectors):
@@ -67,12 +67,12 @@ def evaluate_method(predict, images, vectors):
 
 def main(argv=None) -> int:
     from cellpol_core.cli.common import ProgressBar
-    from cellpol_core.evaluate import format_table
-    from cellpol_core.infer import predict_image
+    from cellpol_core.detection.evaluate import format_table
+    from cellpol_core.detection.infer import predict_image
     from cellpol_core.jobs import run_job
-    from cellpol_core.model import CHECKPOINT_FILE, load_model
-    from cellpol_core.train import train
-    from cellpol_core.tune import format_report, tune
+    from cellpol_core.detection.model import CHECKPOINT_FILE, load_model
+    from cellpol_core.detection.train import train
+    from cellpol_core.detection.tune import format_report, tune
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=100)
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
                       patch_size=PATCH, batch_size=2, model_voxel_size=MODEL_VOXEL_SIZE,
                       device="cpu", seed=0, resume=args.resume), bar)
     # From the log, so that a resumed run reports its whole training time.
-    from cellpol_core.train import read_training_log
+    from cellpol_core.detection.train import read_training_log
     t_train = sum(float(r["seconds"]) for r in read_training_log(model_dir / "training_log.csv"))
     with ProgressBar(disable=False) as bar:
         _, report = run_job(tune(model_dir, tu_img, tu_vec, device="cpu"), bar)

@@ -22,7 +22,7 @@ def open_window(qtbot, tmp_path):
     """An AnnotatorWindow with a new project and this image open."""
     from cellpol_app.annotator import AnnotatorWindow
     from cellpol_app.project import Project
-    from cellpol_core.image import write_ome_tiff
+    from cellpol_core.io.image import write_ome_tiff
 
     rng = np.random.default_rng(1)
     image = tmp_path / "phantom.ome.tif"

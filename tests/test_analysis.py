@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from cellpol_core.analysis import (CONDITION_COLUMNS, COMPARISON_COLUMNS, IMAGE_COLUMNS, analyse,
+from cellpol_core.analysis.batch import (CONDITION_COLUMNS, COMPARISON_COLUMNS, IMAGE_COLUMNS, analyse,
                                    read_manifest, voxel_size_from_table)
 from cellpol_core.cli import main
 from cellpol_core.errors import InputError
 from cellpol_core.jobs import CancelToken, run_job
-from cellpol_core.vectors import VectorTable, read_vectors, write_vat, write_vectors
+from cellpol_core.io.vectors import VectorTable, read_vectors, write_vat, write_vectors
 
 REQUIRED = ("name,n,mean_azimuth_deg,resultant_length,circular_sd_deg,rayleigh_z,rayleigh_p,"
             "vtest_u,vtest_p,mean_dir_x,mean_dir_y,mean_dir_z,resultant_length_3d,rayleigh3d_p,"
@@ -21,7 +21,7 @@ REQUIRED = ("name,n,mean_azimuth_deg,resultant_length,circular_sd_deg,rayleigh_z
 @pytest.fixture(scope="module")
 def phantom_dir(tmp_path_factory):
     """Ground-truth vectors of 4 small phantoms: condition A toward 0°, B toward 180°."""
-    from cellpol_core.phantom import generate_phantom
+    from cellpol_core.synthetic.phantom import generate_phantom
 
     d = tmp_path_factory.mktemp("phantoms")
     for i, direction in enumerate((0, 0, 180, 180)):
@@ -216,7 +216,7 @@ def test_plots_are_written(tmp_path):
 
 
 def test_plot_formats(tmp_path):
-    from cellpol_core import plots
+    from cellpol_core.analysis import plots
 
     a = np.degrees(np.random.default_rng(2).vonmises(0, 2, 50))
     svg = plots.save_figure(plots.rose_planes_figure({"xy": a}), tmp_path / "r.svg")
@@ -277,7 +277,7 @@ def test_stats_cli_errors(tmp_path, capsys):
 
 def test_predict_with_manifest(tmp_path, capsys):
     from cellpol_core.jobs import run_job as run
-    from cellpol_core.phantom import write_phantom_set
+    from cellpol_core.synthetic.phantom import write_phantom_set
 
     imgs = tmp_path / "imgs"
     run(write_phantom_set(imgs, n_images=2, shape=(192, 192), ndim=2, seed=3,

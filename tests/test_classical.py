@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cellpol_core.classical import predict_otsu, segment_centroids
+from cellpol_core.detection.classical import predict_otsu, segment_centroids
 from cellpol_core.errors import InputError
-from cellpol_core.pairing import pair_by_distance
+from cellpol_core.detection.pairing import pair_by_distance
 
 
 def test_pairing_prefers_global_optimum():
@@ -79,7 +79,7 @@ HUVEC = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "
 def test_otsu_on_real_huvec_image(tmp_path):
     """The real 2D HUVEC image: about 8 whole cells, nuclei in channel 2, Golgi in channel 0."""
     from cellpol_core.cli import main
-    from cellpol_core.vectors import read_vectors
+    from cellpol_core.io.vectors import read_vectors
 
     assert main(["predict", str(HUVEC), "--method", "otsu", "--channels", "2", "0",
                  "-o", str(tmp_path)]) == 0

@@ -5,7 +5,8 @@ import pytest
 import tifffile
 
 from cellpol_core.cli import main
-from cellpol_core.image import write_ome_tiff
+from cellpol_core.errors import InputError
+from cellpol_core.io.image import write_ome_tiff
 
 
 def _one_line_error(capsys, name):
@@ -103,7 +104,7 @@ def test_empty_csv_is_valid_in_evaluate(tmp_path, capsys):
 
 
 def test_debug_shows_traceback(tmp_path):
-    with pytest.raises(Exception):
+    with pytest.raises(InputError, match="absent.tif|no such file|not found"):
         main(["--debug", "info", str(tmp_path / "absent.tif")])
 
 

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 
 from cellpol_core.cli import main
-from cellpol_core.image import write_ome_tiff
+from cellpol_core.io.image import write_ome_tiff
 
 HUVEC = Path(__file__).parents[2] / "shared" / "data" / "huvec_ecs.tif"
 

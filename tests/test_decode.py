@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from cellpol_core.decode import (decode_maps, find_peaks, merge_tile_vectors,
+from cellpol_core.detection.decode import (decode_maps, find_peaks, merge_tile_vectors,
                                  pair_by_embedding, suppress_duplicates)
-from cellpol_core.pairing import pair_by_distance
-from cellpol_core.vectors import VectorTable
+from cellpol_core.detection.pairing import pair_by_distance
+from cellpol_core.io.vectors import VectorTable
 
 VS = (0.27, 0.666, 0.666)
 

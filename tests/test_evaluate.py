@@ -1,4 +1,4 @@
-"""Tests of the 14-level evaluation (cellpol_core.evaluate) and `cellpol evaluate`.
+"""Tests of the 14-level evaluation (cellpol_core.detection.evaluate) and `cellpol evaluate`.
 
 Every expected number is worked out by hand in the comments. Reminder of the
 nucleus-golgi thresholds (MAF·16 µm, MAF·8 µm), level 0 … 13:
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from cellpol_core.cli import main
-from cellpol_core.evaluate import (CSV_COLUMNS, MAF, evaluate_vectors, level_thresholds,
+from cellpol_core.detection.evaluate import (CSV_COLUMNS, MAF, evaluate_vectors, level_thresholds,
                                    pool_results, write_metrics_csv)
-from cellpol_core.vectors import VectorTable, write_vectors
+from cellpol_core.io.vectors import VectorTable, write_vectors
 
 NG_START = [12.0, 11.2, 10.4, 9.6, 8.8, 8.0, 7.2, 6.4, 5.6, 4.8, 4.0, 3.2, 2.4, 1.6]
 NG_END = [6.0, 5.6, 5.2, 4.8, 4.4, 4.0, 3.6, 3.2, 2.8, 2.4, 2.0, 1.6, 1.2, 0.8]
@@ -401,9 +401,9 @@ def test_cli_folders(tmp_path, capsys):
 
 
 def test_cli_image_folder(tmp_path, capsys):
-    image_mod = pytest.importorskip("cellpol_core.image")
+    image_mod = pytest.importorskip("cellpol_core.io.image")
     if not hasattr(image_mod, "read_image"):
-        pytest.skip("cellpol_core.image.read_image not available yet")
+        pytest.skip("cellpol_core.io.image.read_image not available yet")
     gdir, pdir, idir = tmp_path / "gt", tmp_path / "pred", tmp_path / "img"
     for d in (gdir, pdir, idir):
         d.mkdir()
@@ -457,7 +457,7 @@ def test_cli_errors(tmp_path, capsys):
 def test_cli_image_matching_with_stand_in_reader(tmp_path, capsys, monkeypatch):
     # Checks the CLI side of --image (name matching, lazy read, shape and voxel size use)
     # with a stand-in reader, independent of the TIFF reader.
-    import cellpol_core.image as image_mod
+    import cellpol_core.io.image as image_mod
 
     calls = []
 

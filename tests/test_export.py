@@ -8,11 +8,11 @@ import pytest
 
 from cellpol_core.cli import main
 from cellpol_core.errors import InputError
-from cellpol_core.export import (POLARITYJAM_COLUMNS, is_polarityjam_csv, napari_paths,
+from cellpol_core.io.export import (POLARITYJAM_COLUMNS, is_polarityjam_csv, napari_paths,
                                  polarityjam_orientation_rad, read_napari_points,
                                  read_napari_vectors, read_polarityjam, write_napari_points,
                                  write_polarityjam)
-from cellpol_core.vectors import VectorTable, read_vectors, write_vat, write_vectors
+from cellpol_core.io.vectors import VectorTable, read_vectors, write_vat, write_vectors
 
 
 def _table3d():
@@ -115,7 +115,7 @@ def test_polarityjam_round_trip(tmp_path):
     np.testing.assert_allclose(back.start, t.start)
     np.testing.assert_allclose(back.end, t.end)
     # orientation equals CellPol's azimuth in pixels
-    from cellpol_core.vectors import vector_geometry
+    from cellpol_core.io.vectors import vector_geometry
     az = vector_geometry(t.start, t.end, (1, 1, 1))["azimuth_deg"]
     np.testing.assert_allclose([float(r[6]) for r in rows[1:]], az, atol=1e-3)
 

@@ -9,13 +9,13 @@ import torch
 
 from cellpol_core.cli import main
 from cellpol_core.errors import Cancelled, InputError
-from cellpol_core.gan import (PatchDiscriminator, UNetGenerator, evaluate_gan, generate, load_gan,
+from cellpol_core.synthetic.gan import (PatchDiscriminator, UNetGenerator, evaluate_gan, generate, load_gan,
                               ssim, train_gan)
-from cellpol_core.image import CellImage, read_image, write_ome_tiff
+from cellpol_core.io.image import CellImage, read_image, write_ome_tiff
 from cellpol_core.jobs import CancelToken, run_job
-from cellpol_core.model import load_state
-from cellpol_core.phantom import generate_phantom
-from cellpol_core.vectors import read_vectors, write_vectors
+from cellpol_core.detection.model import load_state
+from cellpol_core.synthetic.phantom import generate_phantom
+from cellpol_core.io.vectors import read_vectors, write_vectors
 
 VS = (1.0, 1.0, 1.0)
 PATCH = (16, 32, 32)

@@ -11,8 +11,8 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
 
 
-from cellpol_core.image import write_ome_tiff  # noqa: E402
-from cellpol_core.vectors import VectorTable  # noqa: E402
+from cellpol_core.io.image import write_ome_tiff  # noqa: E402
+from cellpol_core.io.vectors import VectorTable  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from cellpol_core.vectors import read_vectors
+from cellpol_core.io.vectors import read_vectors
 
 pytest.importorskip("PySide6")
 

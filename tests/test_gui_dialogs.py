@@ -8,7 +8,7 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QDialogButtonBox  # noqa: E402
 
-from cellpol_core.image import CellImage, write_ome_tiff  # noqa: E402
+from cellpol_core.io.image import CellImage, write_ome_tiff  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -9,7 +9,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
 
 
-from cellpol_core.vectors import VectorTable  # noqa: E402
+from cellpol_core.io.vectors import VectorTable  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs]
 
@@ -61,7 +61,7 @@ TINY = dict(steps_per_epoch=1, patch_size=(16, 32, 32), batch_size=1, device="cp
 
 @pytest.mark.slow  # trains a tiny model first (torch import + one epoch), then tunes
 def test_tune_job_shows_report(window, qtbot, errors):
-    from cellpol_core.model import load_model
+    from cellpol_core.detection.model import load_model
 
     for s, e in zip(NUCLEI, GOLGI):
         window.annotations.add_pair(s, e)

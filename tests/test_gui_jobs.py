@@ -13,7 +13,7 @@ pytest.importorskip("superqt")
 
 from cellpol_core.errors import InputError  # noqa: E402
 from cellpol_core.jobs import ProgressEvent  # noqa: E402
-from cellpol_core.vectors import VectorTable, write_vectors  # noqa: E402
+from cellpol_core.io.vectors import VectorTable, write_vectors  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs]
 
@@ -168,7 +168,7 @@ def test_train_cancel(window, qtbot, errors):
 @pytest.mark.gui
 def test_predict_with_bundled_demo_model(qtbot, tmp_path):
     from cellpol_app.annotator import AnnotatorWindow
-    from cellpol_core.resources import demo_image_path
+    from cellpol_core.io.resources import demo_image_path
 
     w = AnnotatorWindow(detect_device=False)
     qtbot.addWidget(w)

@@ -10,8 +10,8 @@ pytest.importorskip("superqt")
 
 from PySide6.QtWidgets import QInputDialog  # noqa: E402
 
-from cellpol_core.image import write_ome_tiff  # noqa: E402
-from cellpol_core.vectors import read_vectors  # noqa: E402
+from cellpol_core.io.image import write_ome_tiff  # noqa: E402
+from cellpol_core.io.vectors import read_vectors  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

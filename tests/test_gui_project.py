@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cellpol_core.errors import InputError
-from cellpol_core.vectors import VectorTable, read_vectors
+from cellpol_core.io.vectors import VectorTable, read_vectors
 
 
 def _project(tmp_path):
@@ -28,7 +28,7 @@ def test_round_trip_with_relative_paths(tmp_path):
     outside.write_bytes(b"")
     a = project.add_image(inside, channels=(1, 0), colors=("#00ff00", "#ff00ff"),
                           voxel_size=(1.0, 0.5, 0.25))
-    b = project.add_image(outside)
+    project.add_image(outside)
     project.add_prediction(a, project.root / "predictions" / "cell_pred.csv")
     project.add_model("tiny", project.root / "models" / "tiny")
 
@@ -134,10 +134,3 @@ def test_missing_and_duplicate_projects(tmp_path):
     Project.create(tmp_path / "p")
     with pytest.raises(InputError, match="already holds"):
         Project.create(tmp_path / "p")
-
-
-def test_image_stem():
-    from cellpol_app.project import image_stem
-
-    assert image_stem("a/b/cell_01.ome.tif") == "cell_01"
-    assert image_stem("x.LSM") == "x" and image_stem("y.tiff") == "y"

@@ -9,7 +9,7 @@ pytest.importorskip("pyqtgraph")
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QMenu, QMessageBox  # noqa: E402
 
-from cellpol_core.image import write_ome_tiff  # noqa: E402
+from cellpol_core.io.image import write_ome_tiff  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -11,8 +11,8 @@ from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from cellpol_core.image import write_ome_tiff  # noqa: E402
-from cellpol_core.vectors import VectorTable, read_vectors, write_vectors  # noqa: E402
+from cellpol_core.io.image import write_ome_tiff  # noqa: E402
+from cellpol_core.io.vectors import VectorTable, read_vectors, write_vectors  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -1,5 +1,5 @@
 """The Synthetic data dock (mask dictionary, GAN, synthetic images, pre-training) and
-cellpol_core.synthetic_train."""
+cellpol_core.synthetic.pretrain."""
 
 import numpy as np
 import pytest
@@ -9,9 +9,9 @@ pytest.importorskip("PySide6")
 pytest.importorskip("superqt")
 
 from cellpol_core.errors import InputError  # noqa: E402
-from cellpol_core.image import write_ome_tiff  # noqa: E402
+from cellpol_core.io.image import write_ome_tiff  # noqa: E402
 from cellpol_core.jobs import ProgressEvent, run_job  # noqa: E402
-from cellpol_core.phantom import generate_phantom  # noqa: E402
+from cellpol_core.synthetic.phantom import generate_phantom  # noqa: E402
 
 VS = (1.0, 1.0, 1.0)
 SHAPE = (16, 48, 48)
@@ -77,7 +77,7 @@ def _synthetic_folder(folder, n=2):
 
 
 def test_synthetic_pairs_and_errors(tmp_path):
-    from cellpol_core.synthetic_train import pretrain_dir, synthetic_pairs
+    from cellpol_core.synthetic.pretrain import pretrain_dir, synthetic_pairs
 
     folder = _synthetic_folder(tmp_path / "syn")
     images, vectors = synthetic_pairs(folder)
@@ -93,8 +93,8 @@ def test_synthetic_pairs_and_errors(tmp_path):
 
 
 def test_train_with_synthetic_phases(tmp_path, monkeypatch):
-    import cellpol_core.train as core_train
-    from cellpol_core.synthetic_train import train_with_synthetic
+    import cellpol_core.detection.train as core_train
+    from cellpol_core.synthetic.pretrain import train_with_synthetic
 
     calls = []
     monkeypatch.setattr(core_train, "train", _fake_train(calls))
@@ -185,7 +185,7 @@ def test_flat_images_give_a_one_line_error(qtbot, tmp_path, errors):
 
 @pytest.mark.gui_jobs
 def test_dictionary_gan_preview_generate(qtbot, tmp_path, errors):
-    from cellpol_core.synth import MaskDictionary
+    from cellpol_core.synthetic.masks import MaskDictionary
 
     w = _window(qtbot, _project(tmp_path))
     panel = w.synthetic_panel
@@ -293,7 +293,7 @@ def test_live_previews_leave_gan_training_unchanged(tmp_path):
     import torch
 
     from cellpol_app.synthetic_panel import gan_job
-    from cellpol_core.vectors import write_vectors
+    from cellpol_core.io.vectors import write_vectors
 
     p = generate_phantom(shape=(64, 64), ndim=2, seed=0)
     image, csv = tmp_path / "flat.ome.tif", tmp_path / "flat_vectors.csv"
@@ -364,7 +364,7 @@ def test_cancel_gan_training_keeps_a_checkpoint(qtbot, tmp_path, errors):
 
 @pytest.mark.gui_jobs
 def test_train_model_pretrains_then_fine_tunes(qtbot, tmp_path, errors, monkeypatch):
-    import cellpol_core.train as core_train
+    import cellpol_core.detection.train as core_train
 
     calls = []
     monkeypatch.setattr(core_train, "train", _fake_train(calls))
@@ -411,7 +411,7 @@ def test_train_model_pretrains_then_fine_tunes(qtbot, tmp_path, errors, monkeypa
 
 @pytest.mark.gui_jobs
 def test_pretrained_model_listed_when_fine_tuning_fails(qtbot, tmp_path, errors, monkeypatch):
-    import cellpol_core.train as core_train
+    import cellpol_core.detection.train as core_train
 
     calls = []
     fake = _fake_train(calls)
@@ -438,8 +438,8 @@ def test_pretrained_model_listed_when_fine_tuning_fails(qtbot, tmp_path, errors,
 
 def test_gan_job_2d_drops_z_and_previews(tmp_path):
     from cellpol_app.synthetic_panel import gan_job
-    from cellpol_core.gan import read_gan_config
-    from cellpol_core.vectors import write_vectors
+    from cellpol_core.synthetic.gan import read_gan_config
+    from cellpol_core.io.vectors import write_vectors
 
     p = generate_phantom(shape=(64, 64), ndim=2, seed=0)
     image, csv = tmp_path / "flat.ome.tif", tmp_path / "flat_vectors.csv"

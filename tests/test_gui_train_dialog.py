@@ -10,7 +10,7 @@ pytest.importorskip("superqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from cellpol_core.image import write_ome_tiff  # noqa: E402
+from cellpol_core.io.image import write_ome_tiff  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs]
 
@@ -106,7 +106,7 @@ def test_window_train_dialog_passes_its_kwargs(window, qtbot, monkeypatch):
 
 
 def test_validation_images_are_left_out_of_training(window, qtbot, monkeypatch):
-    import cellpol_core.train as core_train
+    import cellpol_core.detection.train as core_train
 
     seen = {}
 

@@ -7,8 +7,8 @@ from gui_phantom import GOLGI, NUCLEI, SHAPE, VOXEL, blobs
 pytest.importorskip("PySide6")
 pytest.importorskip("vispy")
 
-from cellpol_core.image import write_ome_tiff  # noqa: E402
-from cellpol_core.vectors import VectorTable  # noqa: E402
+from cellpol_core.io.image import write_ome_tiff  # noqa: E402
+from cellpol_core.io.vectors import VectorTable  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -50,7 +50,7 @@ def test_downsample_max_keeps_spots_and_factors():
 
 
 def test_renders_both_channels_with_scale_and_markers(view, planes):
-    from cellpol_core.image import percentile_limits
+    from cellpol_core.io.image import percentile_limits
 
     limits = percentile_limits(planes)
     view.set_volume(planes, limits, voxel_size=VOXEL)

@@ -13,8 +13,8 @@ from PySide6.QtGui import QDropEvent, QImage, QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 import cellpol_core  # noqa: E402
-from cellpol_core.image import write_ome_tiff  # noqa: E402
-from cellpol_core.vectors import VectorTable, write_vectors  # noqa: E402
+from cellpol_core.io.image import write_ome_tiff  # noqa: E402
+from cellpol_core.io.vectors import VectorTable, write_vectors  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -161,9 +161,9 @@ def test_mip_mode_and_vector_fading(window, phantom):
     assert window.mip and not window.z_slider.isEnabled()
     assert window.z_label.text().startswith("MIP")
     rgb = window.displayed_rgb
-    for z, y, x in NUCLEI:  # every nucleus is bright green in the projection
+    for _z, y, x in NUCLEI:  # every nucleus is bright green in the projection
         assert rgb[y, x, 1] > 200
-    for z, y, x in GOLGI:
+    for _z, y, x in GOLGI:
         assert rgb[y, x, 0] > 200
     index, level = window.visible_vectors()
     assert sorted(index.tolist()) == [0, 1, 2] and not level.any()

@@ -16,9 +16,9 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
-from cellpol_core.image import write_ome_tiff  # noqa: E402
-from cellpol_core.phantom import generate_phantom  # noqa: E402
-from cellpol_core.vectors import read_vectors  # noqa: E402
+from cellpol_core.io.image import write_ome_tiff  # noqa: E402
+from cellpol_core.synthetic.phantom import generate_phantom  # noqa: E402
+from cellpol_core.io.vectors import read_vectors  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs, pytest.mark.slow]  # about 10 s
 

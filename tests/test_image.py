@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from cellpol_core.errors import InputError
-from cellpol_core.image import (CellImage, LazyArray, normalize_percentile, percentile_limits,
+from cellpol_core.io.image import (CellImage, LazyArray, normalize_percentile, percentile_limits,
                                 read_image, resolve_channels, write_ome_tiff)
 
 HUVEC = Path(__file__).parents[2] / "shared" / "data" / "huvec_ecs.tif"

@@ -9,12 +9,12 @@ from torch import nn
 
 from cellpol_core.cli import main
 from cellpol_core.errors import InputError
-from cellpol_core.evaluate import evaluate_vectors
-from cellpol_core.image import CellImage, write_ome_tiff
-from cellpol_core.infer import Timings, plan_tiles, predict_image, predict_maps, tile_origins
+from cellpol_core.detection.evaluate import evaluate_vectors
+from cellpol_core.io.image import CellImage, write_ome_tiff
+from cellpol_core.detection.infer import Timings, plan_tiles, predict_image, predict_maps, tile_origins
 from cellpol_core.jobs import run_job
-from cellpol_core.model import (LoadedModel, ModelConfig, Thresholds, load_model, write_config)
-from cellpol_core.vectors import VectorTable, read_vectors, write_vectors
+from cellpol_core.detection.model import (LoadedModel, ModelConfig, Thresholds, load_model, write_config)
+from cellpol_core.io.vectors import VectorTable, read_vectors, write_vectors
 
 
 class Oracle(nn.Module):
@@ -174,7 +174,7 @@ def test_broken_model_folders(tmp_path):
 
 
 def test_missing_or_corrupt_weights(tmp_path):
-    from cellpol_core.network import build_network
+    from cellpol_core.detection.network import build_network
 
     net = build_network("light", spatial_dims=3)
     cfg = ModelConfig(network=net.config())
@@ -197,7 +197,7 @@ def test_missing_or_corrupt_weights(tmp_path):
 
 @pytest.mark.slow
 def test_train_tune_predict_evaluate_cli(tmp_path, capsys):
-    from cellpol_core.phantom import generate_phantom
+    from cellpol_core.synthetic.phantom import generate_phantom
 
     data = tmp_path / "data"
     data.mkdir()
@@ -249,7 +249,7 @@ def test_train_tune_predict_evaluate_cli(tmp_path, capsys):
 
 
 def test_resample_helpers_agree():
-    from cellpol_core.resample import coord_scale, resample_channels, resampled_shape
+    from cellpol_core.io.resample import coord_scale, resample_channels, resampled_shape
 
     shape = resampled_shape((10, 41, 61), (1.0, 0.5, 0.5), (1.0, 1.0, 1.0))
     assert shape == (10, 20, 30)  # 20.5 rounds half to even
@@ -276,7 +276,7 @@ def test_thresholds_pairing_rule_round_trip(tmp_path):
 def test_tile_reader_waits_for_limits_computed_elsewhere():
     from concurrent.futures import Future
 
-    from cellpol_core.infer import TileReader
+    from cellpol_core.detection.infer import TileReader
 
     data = np.arange(2 * 4 * 6 * 6, dtype=np.uint16).reshape(2, 4, 6, 6)
     limits = np.array([[0.0, 100.0], [100.0, 300.0]])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cellpol_core.losses import CellPolLoss, pull_push_loss, weighted_mse
+from cellpol_core.detection.losses import CellPolLoss, pull_push_loss, weighted_mse
 
 
 # ----------------------------------------------------------------------------- reference
@@ -231,8 +231,8 @@ def test_cellpol_loss_ctrdet_variant():
 
 
 def test_targets_feed_the_loss():
-    from cellpol_core.targets import make_targets
-    from cellpol_core.vectors import VectorTable
+    from cellpol_core.detection.targets import make_targets
+    from cellpol_core.io.vectors import VectorTable
     t = make_targets((6, 16, 16), VectorTable([[3, 4, 4], [3, 11, 11]], [[3, 6, 6], [3, 12, 9]]),
                      voxel_size=(1, 1, 1), radii=(3.0, 2.0))
     batch = {k: torch.from_numpy(v)[None, None] for k, v in t.as_dict().items()}

@@ -1,4 +1,4 @@
-"""Tests of cellpol_core.network: shapes, size rule, presets, fusion, devices."""
+"""Tests of cellpol_core.detection.network: shapes, size rule, presets, fusion, devices."""
 
 import contextlib
 import json
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cellpol_core.errors import InputError
-from cellpol_core.network import (
+from cellpol_core.detection.network import (
     ARCHITECTURES,
     DEFAULT_ARCHITECTURE,
     CellPolNet,

@@ -10,9 +10,9 @@ from scipy import ndimage
 from cellpol_core.cli import main
 from cellpol_core.errors import InputError
 from cellpol_core.jobs import ProgressEvent, run_job
-from cellpol_core.phantom import (MAX_PAIR_DISTANCE_2D, MAX_PAIR_DISTANCE_3D, PAPER_VOXEL_SIZE,
+from cellpol_core.synthetic.phantom import (MAX_PAIR_DISTANCE_2D, MAX_PAIR_DISTANCE_3D, PAPER_VOXEL_SIZE,
                                   generate_phantom, write_phantom_set)
-from cellpol_core.vectors import read_vectors
+from cellpol_core.io.vectors import read_vectors
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +287,7 @@ def test_write_phantom_set(tmp_path):
 
 
 def test_cli_round_trip_3d(tmp_path, capsys):
-    from cellpol_core.image import read_image
+    from cellpol_core.io.image import read_image
 
     out = tmp_path / "ph"
     rc = main(["phantom", str(out), "--n-images", "2", "--shape", "64", "48", "10",
@@ -311,7 +311,7 @@ def test_cli_round_trip_3d(tmp_path, capsys):
 
 
 def test_cli_2d_rgb(tmp_path):
-    from cellpol_core.image import read_image
+    from cellpol_core.io.image import read_image
 
     out = tmp_path / "ph2"
     assert main(["phantom", str(out), "--2d", "--rgb", "--shape", "150", "120", "--seed", "2"]) == 0

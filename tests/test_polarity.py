@@ -7,12 +7,12 @@ import pytest
 from scipy import stats as sps
 
 from cellpol_core.errors import InputError
-from cellpol_core.polarity import (PolarityData, bootstrap_ci, circular_mean, circular_sd_deg,
+from cellpol_core.analysis.polarity import (PolarityData, bootstrap_ci, circular_mean, circular_sd_deg,
                                    circular_stats, compare_samples, kappa_from_r,
                                    permutation_test, plane_angle_deg, polarity_data,
                                    rayleigh_test, reference_unit_vector, spherical_stats,
                                    summarise, v_test, vector_quantities, watson_williams)
-from cellpol_core.vectors import VectorTable
+from cellpol_core.io.vectors import VectorTable
 
 # Zar, Biostatistical Analysis, 5th ed. (2010).
 # Example 26.4 / 27.1: directions of 8 trees leaning. Zar prints a = 99°, r = 0.82522.

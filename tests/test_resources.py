@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cellpol_core import resources
+from cellpol_core.io import resources
 from cellpol_core.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,7 +119,7 @@ def test_frozen_app_demo_files(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path / "_internal"), raising=False)
     assert resources.demo_image_path() == bundle / "demo" / "demo_3d.ome.tif"
     assert resources.demo_vectors_path() == bundle / "demo" / "demo_3d_vectors.csv"
-    from cellpol_core.model import find_model
+    from cellpol_core.detection.model import find_model
 
     assert find_model("demo") == bundle / "models" / "demo"
 
@@ -149,8 +149,8 @@ def test_built_wheel_finds_its_resources(tmp_path):
     code = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "import cellpol_core\n"
-        "from cellpol_core import resources\n"
-        "from cellpol_core.model import find_model\n"
+        "from cellpol_core.io import resources\n"
+        "from cellpol_core.detection.model import find_model\n"
         "print(cellpol_core.__file__)\n"
         "print(resources.resources_dir())\n"
         "print(resources.demo_image_path())\n"

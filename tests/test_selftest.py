@@ -11,8 +11,8 @@ import pytest
 
 import cellpol_core
 from cellpol_core import selftest
-from cellpol_core.resources import bundled_models_dir, demo_vectors_path
-from cellpol_core.vectors import read_vectors, write_vectors
+from cellpol_core.io.resources import bundled_models_dir, demo_vectors_path
+from cellpol_core.io.vectors import read_vectors, write_vectors
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Mask dictionary and layout sampler (cellpol_core.synth)."""
+"""Mask dictionary and layout sampler (cellpol_core.synthetic.masks)."""
 
 import itertools
 
@@ -7,12 +7,12 @@ import pytest
 from scipy import ndimage
 
 from cellpol_core.errors import InputError
-from cellpol_core.image import CellImage, write_ome_tiff
-from cellpol_core.phantom import generate_phantom
-from cellpol_core.synth import (DEFAULT_BOX_UM, MaskDictionary, ObjectMask, annotation_masks,
+from cellpol_core.io.image import CellImage, write_ome_tiff
+from cellpol_core.synthetic.phantom import generate_phantom
+from cellpol_core.synthetic.masks import (DEFAULT_BOX_UM, MaskDictionary, ObjectMask, annotation_masks,
                                 build_mask_dictionary, extract_object_mask, image_object_masks,
                                 sample_layout)
-from cellpol_core.vectors import VectorTable, write_vectors
+from cellpol_core.io.vectors import VectorTable, write_vectors
 
 VS = (1.0, 1.0, 1.0)
 

@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pytest
 
-from cellpol_core.targets import (
+from cellpol_core.detection.targets import (
     PRESETS, PairPreset, Targets, get_preset, loss_weights, make_targets,
     reference_weight_map, render_structure, weight_map)
-from cellpol_core.vectors import VectorTable
+from cellpol_core.io.vectors import VectorTable
 
 ISO = (1.0, 1.0, 1.0)
 

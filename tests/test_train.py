@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from cellpol_core.errors import Cancelled, InputError
-from cellpol_core.image import CellImage
+from cellpol_core.io.image import CellImage
 from cellpol_core.jobs import CancelToken, run_job
-from cellpol_core.targets import make_targets
-from cellpol_core.train import (PatchSampler, TrainingImage, augment, crop_patch, fit_patch_size,
+from cellpol_core.detection.targets import make_targets
+from cellpol_core.detection.train import (PatchSampler, TrainingImage, augment, crop_patch, fit_patch_size,
                                 split_holdout, train)
-from cellpol_core.vectors import VectorTable
+from cellpol_core.io.vectors import VectorTable
 
 VS = (1.0, 1.0, 1.0)
 RADII = (3.0, 2.0)
@@ -96,7 +96,7 @@ def test_fit_patch_size():
 
 
 def _tiny_image(seed=0):
-    from cellpol_core.phantom import generate_phantom
+    from cellpol_core.synthetic.phantom import generate_phantom
 
     ph = generate_phantom(shape=(16, 48, 48), voxel_size=(1.0, 1.0, 1.0), seed=seed, density=0.6)
     img = CellImage(ph.image, voxel_size=(1.0, 1.0, 1.0), channel_names=["nucleus", "golgi"])

@@ -7,7 +7,7 @@ import pytest
 
 from cellpol_core.cli import main
 from cellpol_core.errors import InputError
-from cellpol_core.vectors import (VectorTable, read_vectors, vector_geometry, write_vat,
+from cellpol_core.io.vectors import (VectorTable, read_vectors, vector_geometry, write_vat,
                                   write_vectors)
 
 VS = (0.27, 0.666, 0.666)

@@ -47,7 +47,7 @@ def voxel_size_from_args(args):
 
 def load_image(args, path, *, lazy=False, need_voxel_size=False):
     """Read ``path`` honouring --axes and --voxel-size."""
-    from ..image import read_image
+    from ..io.image import read_image
 
     image = read_image(path, axes=getattr(args, "axes", None), voxel_size=voxel_size_from_args(args),
                        lazy=lazy)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from ..vectors import read_vectors, write_vat, write_vectors
+from ..io.vectors import read_vectors, write_vat, write_vectors
 from .common import voxel_size_from_args
 
 
@@ -37,7 +37,7 @@ def register(sub):
 
 
 def _read(args):
-    from ..export import is_polarityjam_csv, read_napari_vectors, read_polarityjam
+    from ..io.export import is_polarityjam_csv, read_napari_vectors, read_polarityjam
 
     inputs = [Path(p) for p in args.input]
     fmt = args.source_format
@@ -68,11 +68,11 @@ def run(args) -> int:
         write_vat(args.output, table)
         written = [args.output]
     elif args.to == "napari":
-        from ..export import write_napari_points
+        from ..io.export import write_napari_points
 
         written = write_napari_points(args.output, table)
     elif args.to == "polarityjam":
-        from ..export import write_polarityjam
+        from ..io.export import write_polarityjam
 
         write_polarityjam(args.output, table)
         written = [args.output]

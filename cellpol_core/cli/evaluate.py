@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..predict import expand_inputs
+from ..io.paths import expand_inputs, image_stem, vectors_stem
 from .common import voxel_size_from_args
+
 DESCRIPTION = """\
 Match predicted vectors to ground-truth vectors (Hungarian method on the sum of
 start- and end-point distances, once) and report, at 14 threshold levels from
@@ -64,24 +65,6 @@ def register(sub):
 
 # ----------------------------------------------------------------------------- file matching
 
-def csv_stem(path) -> str:
-    """Matching name of a vectors CSV: the file name without ``.csv`` and a trailing ``_vectors``."""
-    name = Path(path).name
-    if name.lower().endswith(".csv"):
-        name = name[:-4]
-    if name.endswith("_vectors"):
-        name = name[: -len("_vectors")]
-    return name
-
-
-def image_stem(path) -> str:
-    """Matching name of an image: the file name without its extension and a trailing ``.ome``."""
-    name = Path(path).stem
-    if name.lower().endswith(".ome"):
-        name = name[:-4]
-    return name
-
-
 def _index(files, stem, folder):
     out = {}
     for f in files:
@@ -130,10 +113,10 @@ def match_inputs(gt, pred, image=None) -> list:
         return images[name]
 
     if not gt.is_dir():
-        return [(csv_stem(gt), gt, pred, image_for(csv_stem(gt), gt))]
-    gts = _index(_csv_files(gt), csv_stem, gt)
+        return [(vectors_stem(gt), gt, pred, image_for(vectors_stem(gt), gt))]
+    gts = _index(_csv_files(gt), vectors_stem, gt)
     preds = _index(sorted(f for f in pred.iterdir()
-                          if f.is_file() and f.name.lower().endswith(".csv")), csv_stem, pred)
+                          if f.is_file() and f.name.lower().endswith(".csv")), vectors_stem, pred)
     out = []
     for name, g in gts.items():
         if name not in preds:
@@ -159,8 +142,8 @@ def _shape_from_args(args):
 
 
 def _evaluate_one(args, gt_path, pred_path, image_path, shape):
-    from ..evaluate import evaluate_vectors
-    from ..vectors import read_vectors
+    from ..detection.evaluate import evaluate_vectors
+    from ..io.vectors import read_vectors
 
     gt = read_vectors(gt_path, structures=args.structures)
     pred = read_vectors(pred_path, structures=args.structures)
@@ -199,7 +182,7 @@ def _evaluate_one(args, gt_path, pred_path, image_path, shape):
 
 
 def run(args) -> int:
-    from ..evaluate import format_table, pool_results, write_metrics_csv
+    from ..detection.evaluate import format_table, pool_results, write_metrics_csv
 
     if args.border_um < 0:
         raise InputError(f"--border-um must be >= 0, got {args.border_um:g}")

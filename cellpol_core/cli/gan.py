@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ..jobs import run_job
-from ..predict import expand_inputs
+from ..io.paths import expand_inputs
 from .common import ProgressBar, add_image_flags, run_epochs, voxel_size_from_args
 
 
@@ -84,7 +84,7 @@ def _zyx(values, flag):
 
 
 def _box_um(args):
-    from ..synth import DEFAULT_BOX_UM
+    from ..synthetic.masks import DEFAULT_BOX_UM
 
     out = []
     for values, default, flag in ((args.start_box, DEFAULT_BOX_UM[0], "--start-box"),
@@ -100,7 +100,7 @@ def _box_um(args):
 
 
 def _pairs(args):
-    from ..predict import match_vectors
+    from ..io.paths import match_vectors
 
     images = expand_inputs(args.images)
     if not images:
@@ -109,12 +109,12 @@ def _pairs(args):
 
 
 def run_train(args) -> int:
-    from ..gan import train_gan
+    from ..synthetic.gan import train_gan
 
     images, vectors = _pairs(args)
     patch = _zyx(args.patch, "--patch")
     if patch is None:
-        from ..image import read_image
+        from ..io.image import read_image
 
         first = read_image(images[0], axes=args.axes, voxel_size=voxel_size_from_args(args),
                            lazy=True)
@@ -132,7 +132,7 @@ def run_train(args) -> int:
 
 
 def run_generate(args) -> int:
-    from ..gan import generate
+    from ..synthetic.gan import generate
 
     if args.n < 1:
         raise InputError("--n must be at least 1")
@@ -149,7 +149,7 @@ def run_generate(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from ..gan import evaluate_gan
+    from ..synthetic.gan import evaluate_gan
 
     images, vectors = _pairs(args)
     res = evaluate_gan(args.gan_dir, images, vectors, channels=args.channels,

@@ -38,7 +38,7 @@ def voxel_size_text(image) -> str:
 
 
 def run(args) -> int:
-    from ..image import percentile_limits
+    from ..io.image import percentile_limits
 
     image = load_image(args, args.image, lazy=True)
     labels = "(C, Z, Y, X)" if image.is_3d else "(C, Y, X)"

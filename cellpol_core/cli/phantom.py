@@ -72,7 +72,7 @@ def _voxel_size(args, ndim):
 
 def run(args) -> int:
     from ..jobs import run_job
-    from ..phantom import write_phantom_set
+    from ..synthetic.phantom import write_phantom_set
 
     ndim = 2 if args.two_d else 3
     if args.rgb and ndim != 2:

@@ -6,8 +6,8 @@ import sys
 
 from ..errors import InputError
 from ..jobs import run_job
-from ..predict import predict_files
-from ..predict import expand_inputs
+from ..detection.predict import predict_files
+from ..io.paths import expand_inputs
 from .common import ProgressBar, add_image_flags, voxel_size_from_args
 
 
@@ -51,7 +51,7 @@ def run(args) -> int:
     if method == "model" and not args.model:
         raise InputError("--method model needs --model MODEL_DIR|NAME")
     if getattr(args, "manifest", None):  # check it before a long prediction, not after
-        from ..analysis import read_manifest, vector_name
+        from ..analysis.batch import read_manifest, vector_name
 
         entries = read_manifest(args.manifest)
         unknown = [p.name for p in paths if vector_name(p).casefold() not in entries]
@@ -68,7 +68,7 @@ def run(args) -> int:
     for path in written:
         print(path, file=sys.stdout)
     if getattr(args, "manifest", None):
-        from ..analysis import analyse
+        from ..analysis.batch import analyse
         from .stats import markdown_tables
 
         job = analyse(written, manifest=args.manifest, voxel_size=voxel_size_from_args(args),

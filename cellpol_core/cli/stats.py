@@ -111,7 +111,7 @@ def markdown_tables(summary) -> str:
 
 
 def run(args) -> int:
-    from ..analysis import analyse
+    from ..analysis.batch import analyse
 
     vs = voxel_size_from_args(args)
     if args.bootstrap < 0 or args.permutations < 0:

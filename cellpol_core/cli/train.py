@@ -7,7 +7,7 @@ import sys
 
 from ..errors import InputError
 from ..jobs import run_job
-from ..predict import expand_inputs, match_vectors
+from ..io.paths import expand_inputs, match_vectors
 from .common import ProgressBar, add_image_flags, run_epochs, voxel_size_from_args
 
 
@@ -96,7 +96,7 @@ def _check_synthetic_flags(args):
 
 
 def run(args) -> int:
-    from ..train import train
+    from ..detection.train import train
 
     images = expand_inputs(args.images)
     vectors = match_vectors(images, args.vectors)
@@ -116,7 +116,7 @@ def run(args) -> int:
     if getattr(args, "synthetic", None):
         # Synthetic images carry their channel names and voxel size: the options
         # that say how to read the real images are not applied to them.
-        from ..synthetic_train import train_with_synthetic
+        from ..synthetic.pretrain import train_with_synthetic
 
         _check_synthetic_flags(args)
         job = train_with_synthetic(images, vectors, synthetic=args.synthetic,
@@ -128,11 +128,11 @@ def run(args) -> int:
                     resume=args.resume, **options)
     model_dir = run_epochs(job)
     if getattr(args, "synthetic", None):
-        from ..synthetic_train import pretrain_dir
+        from ..synthetic.pretrain import pretrain_dir
 
         print(f"pre-trained model written to {pretrain_dir(args.output)}")
     if args.tune:
-        from ..tune import format_report, tune
+        from ..detection.tune import format_report, tune
 
         tune_imgs, tune_vecs = (val_images, val_vectors) if val_images else (images, vectors)
         with ProgressBar() as bar:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..jobs import run_job
-from ..predict import expand_inputs
+from ..io.paths import expand_inputs
 from .common import ProgressBar, add_image_flags, voxel_size_from_args
 from .train import add_pairs_flags, match_vectors
 
@@ -24,7 +24,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from ..tune import format_report, tune
+    from ..detection.tune import format_report, tune
 
     images = expand_inputs(args.images)
     vectors = match_vectors(images, args.vectors)

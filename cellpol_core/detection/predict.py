@@ -5,61 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import InputError
-from .jobs import CancelToken, ProgressEvent
-from .vectors import write_vectors
-
-
-def image_stem(path) -> str:
-    """File name without its image suffixes: ``a/b.ome.tif`` -> ``b``."""
-    name = Path(path).name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".lsm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
-
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".lsm")
-
-
-def expand_inputs(paths, *, suffixes=IMAGE_SUFFIXES) -> list:
-    """Expand folders into the files they hold with these suffixes, sorted by name."""
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir()
-                              if f.is_file() and f.name.lower().endswith(suffixes)))
-        else:
-            out.append(p)
-    return out
-
-
-def match_vectors(images, vectors) -> list:
-    """Pair image files with vector CSVs: one-to-one by order, or by stem in folders.
-
-    A folder's CSV matches the image of the same stem as ``<stem>.csv`` or
-    ``<stem>_vectors.csv``.
-    """
-    csvs = expand_inputs(vectors, suffixes=(".csv",))
-    if len(csvs) == len(images) and not any(Path(v).is_dir() for v in vectors):
-        return csvs
-    by_stem = {}
-    for c in csvs:
-        stem = c.stem[: -len("_vectors")] if c.stem.endswith("_vectors") else c.stem
-        by_stem[stem] = c
-    out = []
-    for img in images:
-        stem = image_stem(img)
-        if stem not in by_stem:
-            raise InputError(f"no vector CSV for this image (looked for {stem}.csv or "
-                             f"{stem}_vectors.csv)", img)
-        out.append(by_stem[stem])
-    return out
-
-
-def vectors_path_for(image_path, outdir) -> Path:
-    """Where the vectors of ``image_path`` go: ``OUTDIR/<stem>_vectors.csv``."""
-    return Path(outdir) / f"{image_stem(image_path)}_vectors.csv"
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressEvent
+from ..io.paths import (IMAGE_SUFFIXES, expand_inputs, image_stem, match_vectors,  # noqa: F401
+                        vectors_path_for)
+from ..io.vectors import write_vectors
 
 
 def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channels=None,
@@ -108,7 +58,7 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
     """
     import time
 
-    from .image import read_image, resolve_channels
+    from ..io.image import read_image, resolve_channels
     from .infer import Timings, predict_image
 
     if model is not None:

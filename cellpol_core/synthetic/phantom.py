@@ -38,9 +38,9 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError
-from .jobs import CancelToken, ProgressEvent
-from .vectors import VectorTable, write_vectors
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressEvent
+from ..io.vectors import VectorTable, write_vectors
 
 PAPER_VOXEL_SIZE = (0.270, 0.666, 0.666)
 DEFAULT_SHAPE_3D = (64, 256, 256)
@@ -908,7 +908,7 @@ def write_phantom_set(outdir, *, n_images=1, shape=None, voxel_size=None, seed=0
     list of Path
         The written files, three per image (image, vectors, masks).
     """
-    from .image import write_ome_tiff
+    from ..io.image import write_ome_tiff
 
     if int(n_images) != n_images or n_images < 1:
         raise InputError(f"the number of images must be a positive integer, got {n_images}")

@@ -1,6 +1,6 @@
 """Training a CellPol model with synthetic images: pre-train on them, then fine-tune.
 
-The synthetic folder is what :func:`cellpol_core.gan.generate` (``cellpol gan
+The synthetic folder is what :func:`cellpol_core.synthetic.gan.generate` (``cellpol gan
 generate``) writes: ``synthetic_NNNN.ome.tif`` images with their
 ``synthetic_NNNN_vectors.csv``. A model is trained on it first (into
 ``<model dir>_synthetic``), and that model is then fine-tuned on the real
@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from .errors import InputError
-from .jobs import CancelToken, ProgressEvent
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressEvent
 
 __all__ = ["PRETRAIN_OPTIONS", "synthetic_pairs", "pretrain_dir", "train_with_synthetic"]
 
@@ -35,7 +35,7 @@ def synthetic_pairs(folder) -> tuple:
     Parameters
     ----------
     folder : path
-        A folder written by :func:`cellpol_core.gan.generate`.
+        A folder written by :func:`cellpol_core.synthetic.gan.generate`.
 
     Returns
     -------
@@ -47,7 +47,7 @@ def synthetic_pairs(folder) -> tuple:
     InputError
         The folder is missing or holds no image, or an image has no CSV.
     """
-    from .predict import expand_inputs, match_vectors
+    from ..io.paths import expand_inputs, match_vectors
 
     folder = Path(folder)
     images = expand_inputs([folder]) if folder.is_dir() else []
@@ -117,7 +117,7 @@ def train_with_synthetic(images, vectors, *, synthetic, outdir, epochs=50, synth
         More :func:`cellpol_core.train.train` options; those in
         :data:`PRETRAIN_OPTIONS` apply to the synthetic training too.
     """
-    from .train import train
+    from ..detection.train import train
 
     if init is not None:
         raise InputError("synthetic pre-training and an initial model both choose the starting "

@@ -13,7 +13,7 @@ Training
 Pairs (mask, image) are cut from annotated real images: the image is
 normalised per channel with percentiles (0.05–99.95), and its mask is built
 from its own annotations (local Otsu masks pasted at their true positions, see
-:mod:`cellpol_core.synth`). Losses: discriminator BCE (with logits) on real and
+:mod:`cellpol_core.synthetic.masks`). Losses: discriminator BCE (with logits) on real and
 generated pairs, halved; generator BCE + ``lambda_l1`` (100) · L1. Adam, lr
 2e-4, β = (0.5, 0.999), batch 2. Patches get random quarter turns about z and
 flips.
@@ -31,7 +31,7 @@ GAN folder
         checkpoint_last.pt  both networks, both optimisers and the random
                             states, for ``resume=True``
         training_log.csv    one row per epoch
-        masks.npz           the mask dictionary (:class:`~cellpol_core.synth.MaskDictionary`)
+        masks.npz           the mask dictionary (:class:`~cellpol_core.synthetic.masks.MaskDictionary`)
 
 Weights load with ``torch.load(weights_only=True)``: opening a GAN folder
 never runs code.
@@ -50,11 +50,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .errors import InputError
-from .jobs import CancelToken, ProgressEvent
-from .model import load_state, save_state, write_json
-from .synth import DEFAULT_BOX_UM, MaskDictionary, image_object_masks, load_annotated, sample_layout
-from .vectors import write_vectors
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressEvent
+from ..detection.model import load_state, save_state, write_json
+from .masks import DEFAULT_BOX_UM, MaskDictionary, image_object_masks, load_annotated, sample_layout
+from ..io.vectors import write_vectors
 
 __all__ = [
     "UNetGenerator",
@@ -241,7 +241,7 @@ class PatchDiscriminator(nn.Module):
 
 def _prepare(pairs, *, voxel_size, box_um):
     """Normalised (mask + image) 4-channel training items at ``voxel_size``."""
-    from .train import TrainingImage, prepare_image
+    from ..detection.train import TrainingImage, prepare_image
 
     items, starts, ends = [], [], []
     for image, table, ch in pairs:
@@ -336,7 +336,7 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
     resume : bool
         Continue from ``outdir``'s checkpoint (its config wins).
     channels, structures, axes, voxel_size
-        How to read the images (see :func:`cellpol_core.synth.load_annotated`).
+        How to read the images (see :func:`cellpol_core.synthetic.masks.load_annotated`).
     box_um : ((z, y, x), (z, y, x))
         Mask boxes around start and end centroids in µm.
     augment_p : float
@@ -344,8 +344,8 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
     cancel : CancelToken, optional
         Checked between steps; the last checkpoint is saved first.
     """
-    from .network import autocast_context, device_description, select_device
-    from .train import (PatchSampler, augment, cpu_state_dict, fit_patch_size,
+    from ..detection.network import autocast_context, device_description, select_device
+    from ..detection.train import (PatchSampler, augment, cpu_state_dict, fit_patch_size,
                         read_training_log, write_training_log)
 
     outdir = Path(outdir)
@@ -500,7 +500,7 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
 
 def _run_generator(gen, mask, dev) -> np.ndarray:
     """Generator output for one (2, ...) 0/1 mask whose sizes fit the network."""
-    from .network import autocast_context
+    from ..detection.network import autocast_context
 
     with torch.inference_mode(), autocast_context(dev):
         out = gen(torch.from_numpy(mask.astype(np.float32))[None].to(dev))
@@ -512,7 +512,7 @@ def generate(gan_dir, *, n, outdir, seed=0, n_pairs=(11, 18), shape=None, max_pa
              cancel: Optional[CancelToken] = None):
     """Write ``n`` synthetic images with their ground-truth vectors (a generator job).
 
-    Each sample: a layout from :func:`cellpol_core.synth.sample_layout`, the
+    Each sample: a layout from :func:`cellpol_core.synthetic.masks.sample_layout`, the
     generator's image of its mask, written as ``synthetic_{i:04d}.ome.tif``
     (uint16, [0, 1] scaled to 0–65535, channels named after the structures,
     the GAN's voxel size) and ``synthetic_{i:04d}_vectors.csv`` (CellPol CSV
@@ -534,12 +534,12 @@ def generate(gan_dir, *, n, outdir, seed=0, n_pairs=(11, 18), shape=None, max_pa
         (Z, Y, X) or (Y, X) patch, rounded up to the generator's size multiple;
         default the training patch.
     max_pair_um, min_sep_um, mean_direction, concentration
-        Layout rules, see :func:`~cellpol_core.synth.sample_layout`.
+        Layout rules, see :func:`~cellpol_core.synthetic.masks.sample_layout`.
     device : {"auto", "cpu", "cuda"}
     cancel : CancelToken, optional
     """
-    from .image import write_ome_tiff
-    from .network import select_device
+    from ..io.image import write_ome_tiff
+    from ..detection.network import select_device
 
     if int(n) < 1:
         raise InputError(f"n must be at least 1, got {n}")
@@ -626,8 +626,8 @@ def evaluate_gan(gan_dir, images, vectors, *, channels=None, structures=None, ax
         ``ssim_mean``, ``ssim_sd`` (over patches), ``n_patches``,
         ``per_image`` (list of {"image", "ssim_mean", "n_patches"}).
     """
-    from .network import select_device
-    from .train import crop_patch, prepare_image, TrainingImage
+    from ..detection.network import select_device
+    from ..detection.train import crop_patch, prepare_image, TrainingImage
 
     dev = select_device(device)
     gen, cfg, _ = load_gan(gan_dir, device=dev)

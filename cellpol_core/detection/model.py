@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .atomic import atomic_path, write_text_atomic
-from .errors import InputError
+from ..io.atomic import atomic_path, write_text_atomic
+from ..errors import InputError
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -55,7 +55,7 @@ class Thresholds:
         How embedding models pair peaks: None for the 3DCellPol greedy rule
         (closest embeddings first); a number λ for one optimal assignment
         minimising ``distance / d_max + λ · |Δembedding| / delta`` (see
-        :func:`~cellpol_core.decode.pair_by_embedding`). ``cellpol tune``
+        :func:`~cellpol_core.detection.decode.pair_by_embedding`). ``cellpol tune``
         chooses it.
     source : str
         ``"default"`` or ``"tuned"``.
@@ -94,7 +94,7 @@ class ModelConfig:
     Attributes
     ----------
     network : dict
-        Constructor arguments of :class:`~cellpol_core.network.CellPolNet`.
+        Constructor arguments of :class:`~cellpol_core.detection.network.CellPolNet`.
     arch : str
         Architecture preset name the network was built from.
     structures : (str, str)
@@ -137,7 +137,7 @@ class ModelConfig:
         return bool(self.network.get("embedding", True))
 
     def to_dict(self) -> dict:
-        from . import __version__
+        from .. import __version__
 
         return {
             "schema_version": SCHEMA_VERSION,
@@ -182,7 +182,7 @@ class ModelConfig:
 
 def find_model(name_or_path) -> Path:
     """Resolve ``--model``: a model folder, or the name of a bundled model."""
-    from .resources import bundled_models_dir
+    from ..io.resources import bundled_models_dir
 
     p = Path(name_or_path)
     if p.is_dir():

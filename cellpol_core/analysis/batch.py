@@ -20,7 +20,7 @@ writes into OUTDIR:
     Per-image results; an image whose CSV and settings did not change is not
     computed again (resuming an interrupted or extended batch).
 
-Statistics and angle conventions are those of :mod:`cellpol_core.polarity`:
+Statistics and angle conventions are those of :mod:`cellpol_core.analysis.polarity`:
 ``mean_azimuth_deg`` is the mean angle in the chosen plane (default xy: 0 =
 +x, 90 = up on screen), relative to the reference when there is one;
 ``mean_dir_x/y/z`` is the 3D mean direction (y pointing down on screen, in
@@ -54,12 +54,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .atomic import write_text_atomic
-from .errors import InputError
-from .jobs import CancelToken, ProgressEvent
+from ..io.atomic import write_text_atomic
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressEvent
 from .polarity import (PLANES, SUMMARY_STAT_COLUMNS, PolarityData, compare_samples,
                        plane_angle_deg, polarity_data, reference_unit_vector, summarise)
-from .vectors import VectorTable, read_vectors
+from ..io.paths import image_stem, vectors_stem
+from ..io.vectors import VectorTable, read_vectors
 
 IMAGE_COLUMNS = ["name", "condition", "reference_azimuth_deg", "reference_elevation_deg",
                  *SUMMARY_STAT_COLUMNS, "voxel_size_um", "source"]
@@ -72,7 +73,6 @@ COMPARISON_COLUMNS = ["condition_a", "condition_b", "plane", "n_a", "n_b", "mean
 OUTPUT_NAMES = ("summary_per_image.csv", "summary_per_condition.csv", "condition_comparison.csv")
 DEFAULT_CONDITION = "all"
 _CACHE_VERSION = 1
-_IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".lsm", ".czi", ".nd2", ".png")
 
 
 @dataclass
@@ -105,18 +105,8 @@ class AnalysisSummary:
 # ----------------------------------------------------------------------------- names and inputs
 
 def vector_name(path) -> str:
-    """The image name of a vector CSV: ``a/img_vectors.csv`` -> ``img``."""
-    name = Path(str(path).strip()).name
-    for suffix in (".csv",):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    if name.lower().endswith("_vectors"):
-        name = name[: -len("_vectors")]
-    for suffix in _IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return name
+    """The image name of a vector CSV, or of an image named in a manifest: ``a/img_vectors.csv`` -> ``img``."""
+    return image_stem(vectors_stem(path))
 
 
 def expand_vector_inputs(paths) -> list:
@@ -247,7 +237,7 @@ def voxel_size_from_table(table: VectorTable) -> Optional[tuple]:
         return None
     axes = "zyx" if table.ndim == 3 else "yx"
     out = {"z": 1.0}
-    for k, a in enumerate(axes):
+    for a in axes:
         idx = "zyx".index(a)
         num = den = 0.0
         found = False

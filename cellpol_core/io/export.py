@@ -43,7 +43,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .atomic import write_text_atomic
-from .errors import InputError
+from ..errors import InputError
 from .vectors import DEFAULT_STRUCTURES, VectorTable, read_csv_rows
 
 POLARITYJAM_COLUMNS = ("label", "nuc_X", "nuc_Y", "organelle_X", "organelle_Y",

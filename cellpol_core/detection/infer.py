@@ -24,10 +24,10 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import InputError
-from .jobs import CancelToken, ProgressEvent
-from .resample import coord_scale, needs_resampling, resampled_shape
-from .vectors import VectorTable
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressEvent
+from ..io.resample import coord_scale, needs_resampling, resampled_shape
+from ..io.vectors import VectorTable
 
 DEFAULT_TILE_3D = (64, 192, 192)
 DEFAULT_TILE_2D = (512, 512)
@@ -192,7 +192,7 @@ class TileReader:
 
 def image_limits(data, channels, *, low=0.05, high=99.95) -> np.ndarray:
     """Per-channel percentile limits of the start and end channels, subsampled for big images."""
-    from .image import percentile_limits
+    from ..io.image import percentile_limits
 
     return np.stack([percentile_limits(_ChannelView(data, c), low=low, high=high)[0]
                      for c in channels])
@@ -238,7 +238,7 @@ class _Plan:
 
 
 def _plan(image, model, *, channels, tile, overlap, timings) -> _Plan:
-    from .image import resolve_channels
+    from ..io.image import resolve_channels
 
     cfg = model.config
     dims = image.ndim
@@ -328,7 +328,7 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
     """Predict the polarity vectors of one image with a loaded model.
 
     A generator job: yields :class:`~cellpol_core.jobs.ProgressEvent` (stage
-    ``"tiles"``) and returns a :class:`~cellpol_core.vectors.VectorTable` in
+    ``"tiles"``) and returns a :class:`~cellpol_core.io.vectors.VectorTable` in
     the image's voxel coordinates.
 
     Parameters
@@ -336,7 +336,7 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
     image : CellImage
         The image (its data may be memory-mapped).
     model : LoadedModel
-        From :func:`cellpol_core.model.load_model`.
+        From :func:`cellpol_core.detection.model.load_model`.
     channels : (int, int), optional
         Start and end channels; default by channel names, else (0, 1).
     tile, overlap : tuple of int, optional

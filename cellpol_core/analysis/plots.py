@@ -5,7 +5,7 @@ global backend switch), so this works headless and from worker threads; files
 are rendered by the Agg/SVG/PDF canvases chosen from the file extension.
 matplotlib is imported inside the functions: importing this module is cheap.
 
-Angles follow :mod:`cellpol_core.polarity`: 0° points right and angles grow
+Angles follow :mod:`cellpol_core.analysis.polarity`: 0° points right and angles grow
 counter-clockwise, so an xy rose looks like the image (90° = up on screen).
 For the side planes the vertical axis is +z (xz: 0° = +x; yz: 0° = up on
 screen). With a reference, angles are relative and the reference is at 0°.
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import InputError
+from ..io.atomic import atomic_path
+from ..errors import InputError
 
 FORMATS = ("png", "svg", "pdf")
 

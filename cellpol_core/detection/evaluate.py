@@ -55,7 +55,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from .atomic import write_text_atomic
+from ..io.atomic import write_text_atomic
 
 N_LEVELS = 14
 #: Major-axis fraction per level, as exact decimals (0.75, 0.70, …, 0.10).

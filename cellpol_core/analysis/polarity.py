@@ -64,8 +64,8 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import stats
 
-from .errors import InputError
-from .vectors import VectorTable, vector_geometry
+from ..errors import InputError
+from ..io.vectors import VectorTable, vector_geometry
 
 PLANES = ("xy", "yz", "xz")
 _PAIR_CHUNK = 4_000_000  # array elements per bootstrap/permutation block (memory bound)

@@ -22,7 +22,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "CellPolNet",

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 ENV_VAR = "CELLPOL_RESOURCES"
 DEMO_IMAGE = Path("demo") / "demo_3d.ome.tif"
@@ -74,7 +74,7 @@ def resources_dir() -> Path:
     package = _package_dir()
     if package is not None:
         return package
-    return Path(__file__).resolve().parent.parent / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"
 
 
 def _bundled_file(relative: Path, what: str) -> Path:

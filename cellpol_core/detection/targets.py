@@ -43,7 +43,7 @@ from typing import Optional
 
 import numpy as np
 
-from .vectors import VectorTable
+from ..io.vectors import VectorTable
 
 SIGMA_PER_RADIUS = 0.5
 """σ of the target Gaussian as a fraction of the structure radius."""
@@ -140,7 +140,7 @@ class Targets:
     weight_end: np.ndarray
 
     def as_dict(self) -> dict:
-        """The arrays by name (the keys :class:`~cellpol_core.losses.CellPolLoss` reads)."""
+        """The arrays by name (the keys :class:`~cellpol_core.detection.losses.CellPolLoss` reads)."""
         return {k: getattr(self, k) for k in (
             "heatmap_start", "heatmap_end", "ids_start", "ids_end", "weight_start", "weight_end")}
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import InputError
+from ..errors import InputError
 from .pairing import pair_by_distance
-from .vectors import VectorTable
+from ..io.vectors import VectorTable
 
 
 def segment_centroids(channel, *, voxel_size=(1.0, 1.0, 1.0), smooth_um=0.5, min_size_um=1.0):
@@ -71,7 +71,7 @@ def predict_otsu(image, *, channels=(0, 1), voxel_size=None, d_max=14.0, smooth_
     Parameters
     ----------
     image : CellImage or ndarray
-        A :class:`~cellpol_core.image.CellImage`, or a (C, Z, Y, X) / (C, Y, X) array.
+        A :class:`~cellpol_core.io.image.CellImage`, or a (C, Z, Y, X) / (C, Y, X) array.
     channels : (int, int)
         Start and end channel indices.
     voxel_size : tuple of 3 floats, optional

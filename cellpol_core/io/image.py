@@ -50,7 +50,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "CellImage",

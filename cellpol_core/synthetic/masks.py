@@ -36,9 +36,9 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from .atomic import atomic_path
-from .errors import InputError
-from .vectors import VectorTable
+from ..io.atomic import atomic_path
+from ..errors import InputError
+from ..io.vectors import VectorTable
 
 __all__ = [
     "DEFAULT_BOX_UM",
@@ -282,7 +282,7 @@ def load_annotated(images, vectors, *, channels=None, structures=None, axes=None
     list of (CellImage, VectorTable, (int, int))
         Each image, its vectors and its start and end channels.
     """
-    from .train import load_annotated_images
+    from ..detection.train import load_annotated_images
 
     if not images:
         raise InputError("no annotated images given")

@@ -34,7 +34,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .atomic import write_text_atomic
-from .errors import InputError
+from ..errors import InputError
 
 DEFAULT_STRUCTURES = ("nucleus", "golgi")
 _COORD_RE = re.compile(r"^(?P<name>.+)_(?P<axis>[xyz])$")

@@ -34,13 +34,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .jobs import CancelToken, ProgressEvent
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressEvent
 from .model import (CHECKPOINT_FILE, TRAINING_LOG, WEIGHTS_BEST, WEIGHTS_LAST, ModelConfig,
                     Thresholds, load_model, load_state, read_config, save_state, write_config,
                     write_thresholds)
-from .resample import coord_scale, needs_resampling, resample_channels, resampled_shape
-from .vectors import VectorTable
+from ..io.resample import coord_scale, needs_resampling, resample_channels, resampled_shape
+from ..io.vectors import VectorTable
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "hm_start", "hm_end", "pull", "push", "lr",
                "seconds", "device"]
@@ -85,7 +85,7 @@ def prepare_image(image, vectors: VectorTable, *, channels, voxel_size, name="")
     voxel_size : tuple of 3 floats
         Target (model) voxel size (z, y, x).
     """
-    from .image import normalize_percentile
+    from ..io.image import normalize_percentile
 
     data = np.stack([np.asarray(image.data[c]) for c in channels])
     data = normalize_percentile(data).astype(np.float32, copy=False)
@@ -277,8 +277,8 @@ def load_annotated_images(images, vectors, *, channels=None, structures=None, ax
 
     Returns a list of ``(CellImage, VectorTable, (start_channel, end_channel))``.
     """
-    from .image import CellImage, read_image, resolve_channels
-    from .vectors import read_vectors
+    from ..io.image import CellImage, read_image, resolve_channels
+    from ..io.vectors import read_vectors
 
     if len(images) != len(vectors):
         raise InputError(f"{len(images)} images but {len(vectors)} vector files; give one CSV per "
@@ -321,7 +321,7 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
         Validation images and vectors. Without them, ``val_fraction`` of each
         training image (along x) is held out.
     arch : str
-        Network preset (see :data:`cellpol_core.network.ARCHITECTURES`).
+        Network preset (see :data:`cellpol_core.detection.network.ARCHITECTURES`).
     epochs : int
         Total number of epochs (a resumed run continues up to it).
     patch_size : tuple of int, optional
@@ -609,7 +609,7 @@ def _validation_loss(net, loss_fn, val_set, vs, radii, weighting, to_dev, dev, b
 
 def write_training_log(path, rows, columns=LOG_COLUMNS):
     """Write per-epoch rows (dicts) as a CSV, atomically."""
-    from .atomic import write_text_atomic
+    from ..io.atomic import write_text_atomic
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")

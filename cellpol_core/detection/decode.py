@@ -8,7 +8,7 @@ The steps follow METHOD §5:
 3. :func:`pair_by_embedding` — one-to-one pairs, closest embeddings first,
    forbidden beyond ``d_max`` µm or an embedding difference ``delta``
    (models without embeddings pair by distance, see
-   :func:`cellpol_core.pairing.pair_by_distance`);
+   :func:`cellpol_core.detection.pairing.pair_by_distance`);
 4. a vector's score is the mean of its two peak values (:func:`decode_maps`);
 5. :func:`merge_tile_vectors` — duplicates found in overlapping tiles are
    suppressed, interior detections winning over margin ones, then the highest
@@ -29,7 +29,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from .pairing import assign, pair_by_distance
-from .vectors import DEFAULT_STRUCTURES, VectorTable
+from ..io.vectors import DEFAULT_STRUCTURES, VectorTable
 
 # Fallbacks before per-structure tuning on validation data (METHOD §5 step 3).
 DEFAULT_THRESHOLDS = (0.5, 0.5)
@@ -394,7 +394,7 @@ def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *,
     embed_start, embed_end : ndarray, optional
         Embedding maps of the same shapes. When both are None (CtrDet models),
         pairs come from the Hungarian method on distances
-        (:func:`~cellpol_core.pairing.pair_by_distance`).
+        (:func:`~cellpol_core.detection.pairing.pair_by_distance`).
     voxel_size : tuple of 3 floats
         (z, y, x) µm per voxel.
     thresholds : float or (float, float)

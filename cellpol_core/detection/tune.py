@@ -23,10 +23,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .jobs import CancelToken, ProgressEvent
+from ..errors import InputError
+from ..jobs import CancelToken, ProgressEvent
 from .model import (METRICS_FILE, Thresholds, load_model, write_json, write_thresholds)
-from .vectors import VectorTable
+from ..io.vectors import VectorTable
 
 TAU_GRID = tuple(round(0.10 + 0.05 * i, 2) for i in range(18))  # 0.10 ... 0.95
 #: Pairing rules searched for embedding models: None is the greedy 3DCellPol
