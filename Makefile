@@ -5,13 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 BUILD_STAMP := $(VENV)/.installed-build
+# Optional extras that `make test` installs and tests too.
+EXTRAS := gui,dev,cluster,napari
 
 .PHONY: run test test-quick lint venv clean demo-data demo-model bundle test-bundle
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[gui,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -38,7 +40,7 @@ test-quick: lint
 		timeout 600 $(BIN)/python -m pytest -q -m gui_jobs --lf
 
 $(BUILD_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[gui,dev,build]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS),build]"
 	touch $(BUILD_STAMP)
 
 # The standalone app (PyInstaller, about 3 minutes): dist/CellPol/ and

@@ -721,9 +721,15 @@ def _memory_format(net, device):
     return torch.channels_last_3d if dims == 3 else torch.channels_last
 
 
-def autocast_context(device):
-    """Mixed precision for inference and training: bf16 autocast on CUDA, none on the CPU."""
+def autocast_context(device, precision="auto"):
+    """Mixed precision for inference and training: bf16 autocast on CUDA, none on the CPU.
+
+    ``precision`` ("auto", "fp32" or "bf16") is the user's choice; "fp32" turns
+    autocast off everywhere.
+    """
     device = torch.device(device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
     if device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
