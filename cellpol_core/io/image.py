@@ -634,8 +634,15 @@ def _lazy_source(tif, series, path):
         return np.asarray(series.asarray())
 
 
+def _is_zarr_folder(path) -> bool:
+    """An OME-Zarr image folder: a ``.zarr`` name, or zarr group metadata inside."""
+    from .ome_zarr import is_zarr_path
+
+    return is_zarr_path(path) or (path / "zarr.json").is_file() or (path / ".zattrs").is_file()
+
+
 def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
-    """Read a TIFF, ImageJ, OME-TIFF or LSM file into a :class:`CellImage`.
+    """Read a TIFF, ImageJ, OME-TIFF, LSM file or OME-Zarr folder into a :class:`CellImage`.
 
     Parameters
     ----------
@@ -668,6 +675,10 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
     import tifffile
 
     path = Path(path)
+    if path.is_dir() and _is_zarr_folder(path):
+        from .ome_zarr import read_ome_zarr
+
+        return read_ome_zarr(path, axes=axes, voxel_size=voxel_size, lazy=lazy)
     if not path.exists():
         raise InputError("file not found", path)
     if path.is_dir():

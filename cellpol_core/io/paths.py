@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import InputError
 
 #: Suffixes of the image files CellPol reads, longest first (so ``.ome.tif`` wins over ``.tif``).
-IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".lsm")
+IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".lsm")
 
 #: The suffix of a vector table written for an image: ``<stem>_vectors.csv``.
 VECTORS_SUFFIX = "_vectors.csv"
@@ -65,9 +65,9 @@ def expand_inputs(paths, *, suffixes=IMAGE_SUFFIXES) -> list:
     """Files as given; folders expand into the files they hold with these suffixes, sorted by name."""
     out = []
     for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir()
-                              if f.is_file() and f.name.lower().endswith(suffixes)))
+        if p.is_dir() and not p.name.lower().endswith(".zarr"):  # an OME-Zarr image is a folder
+            out.extend(sorted(f for f in p.iterdir() if f.name.lower().endswith(suffixes)
+                              and (f.is_file() or f.name.lower().endswith(".zarr"))))
         else:
             out.append(p)
     return out
