@@ -1,0 +1,1 @@
+"""CellPol napari plugin (npe2)."""
