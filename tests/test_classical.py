@@ -13,7 +13,7 @@ def test_pairing_prefers_global_optimum():
     # 0-0 and 1-1 (total 2+2 < 1+5).
     start = np.array([[0, 0, 0], [0, 0, 4.0]])
     end = np.array([[0, 0, 2.0], [0, 0, 1.0]])
-    i, j = pair_by_distance(start, end, d_max=10)
+    i, j = pair_by_distance(start, end, d_max_um=10)
     assert sorted(zip(i.tolist(), j.tolist())) == [(0, 1), (1, 0)]
 
 
@@ -21,10 +21,10 @@ def test_pairing_drops_long_pairs_and_uses_um():
     start = np.array([[0, 0, 0.0], [0, 0, 100.0]])
     end = np.array([[0, 0, 10.0], [0, 0, 130.0]])
     # 10 voxels * 1.0 µm = 10 <= 14 kept; 30 voxels > 14 dropped.
-    i, j = pair_by_distance(start, end, voxel_size=(1, 1, 1.0), d_max=14)
+    i, j = pair_by_distance(start, end, voxel_size=(1, 1, 1.0), d_max_um=14)
     assert list(zip(i, j)) == [(0, 0)]
     # With 0.5 µm voxels, 30 voxels are 15 µm: still dropped; 28 would be kept.
-    i, _ = pair_by_distance(start, end, voxel_size=(1, 1, 0.5), d_max=14)
+    i, _ = pair_by_distance(start, end, voxel_size=(1, 1, 0.5), d_max_um=14)
     assert list(i) == [0]
     assert pair_by_distance(np.zeros((0, 3)), end)[0].size == 0
 
@@ -51,7 +51,7 @@ def test_segment_centroids_finds_blobs():
 
 def test_predict_otsu_pairs_each_cell():
     img, cells = _blob_image()
-    t = predict_otsu(img, channels=(0, 1), voxel_size=(1, 1, 1), d_max=14, min_size_um=(10, 2))
+    t = predict_otsu(img, channels=(0, 1), voxel_size=(1, 1, 1), d_max_um=14, min_size_um=(10, 2))
     assert len(t) == 2
     pairs = sorted((tuple(np.round(s).astype(int)), tuple(np.round(e).astype(int)))
                    for s, e in zip(t.start, t.end))
@@ -67,7 +67,7 @@ def test_predict_otsu_needs_voxel_size_in_3d():
 
 def test_predict_otsu_2d():
     img, cells = _blob_image()
-    t = predict_otsu(img[:, 8], channels=(0, 1), d_max=14, min_size_um=(10, 2))
+    t = predict_otsu(img[:, 8], channels=(0, 1), d_max_um=14, min_size_um=(10, 2))
     assert t.ndim == 2 and len(t) == 2
     assert np.all(t.start[:, 0] == 0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..defaults import DEFAULT_DEVICE, DEVICES, OTSU_MIN_SIZE_UM, PAIR_DISTANCE_UM
 from ..errors import InputError
 from ..jobs import run_job
 from ..detection.predict import predict_files
@@ -25,14 +26,16 @@ def register(sub):
                         "(Otsu thresholds, components, Hungarian pairing), which needs no training")
     p.add_argument("--d-max", type=float, metavar="UM",
                    help="longest start-end pair in µm (pixels for uncalibrated 2D); default: "
-                        "the model's tuned value, 14 for otsu")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        f"the model's tuned value, {PAIR_DISTANCE_UM:g} for otsu")
+    p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE,
                    help="where a model runs (auto: CUDA when present)")
     p.add_argument("--batch-size", type=int, default=1, help="tiles per network call")
     p.add_argument("--skip-existing", action="store_true",
                    help="skip images whose output CSV exists (resume a batch run)")
-    p.add_argument("--min-size", nargs=2, type=float, default=[20.0, 2.0], metavar=("START", "END"),
-                   help="otsu: smallest start/end components in µm³ (µm² in 2D); default 20 2")
+    p.add_argument("--min-size", nargs=2, type=float, default=list(OTSU_MIN_SIZE_UM),
+                   metavar=("START", "END"),
+                   help="otsu: smallest start/end components in µm³ (µm² in 2D); default "
+                        + " ".join(f"{v:g}" for v in OTSU_MIN_SIZE_UM))
     p.add_argument("--manifest", metavar="CSV",
                    help="conditions manifest (image,condition[,reference_deg]): after predicting, "
                         "run `cellpol stats` on the written CSVs into OUTDIR")
@@ -61,7 +64,7 @@ def run(args) -> int:
     job = predict_files(
         paths, outdir=args.output, method=method, model=args.model if method == "model" else None,
         channels=args.channels, structures=args.structures, voxel_size=voxel_size_from_args(args),
-        axes=args.axes, d_max=args.d_max, min_size_um=tuple(args.min_size), device=args.device,
+        axes=args.axes, d_max_um=args.d_max, min_size_um=tuple(args.min_size), device=args.device,
         batch_size=args.batch_size, skip_existing=args.skip_existing)
     with ProgressBar() as bar:
         written = run_job(job, bar)

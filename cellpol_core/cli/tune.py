@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..defaults import BORDER_UM, DEFAULT_DEVICE, DEVICES, TUNE_LEVEL
 from ..jobs import run_job
 from ..io.paths import expand_inputs
 from .common import ProgressBar, add_image_flags, voxel_size_from_args
@@ -16,9 +17,11 @@ def register(sub):
                     "metrics.json into the model folder.")
     p.add_argument("model", metavar="MODEL_DIR", help="model folder or bundled model name")
     add_pairs_flags(p, what="validation")
-    p.add_argument("--level", type=int, default=5, help="evaluation level to optimise (default 5)")
-    p.add_argument("--border-um", type=float, default=7.0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--level", type=int, default=TUNE_LEVEL,
+                   help=f"evaluation level to optimise (default {TUNE_LEVEL})")
+    p.add_argument("--border-um", type=float, default=BORDER_UM, metavar="UM",
+                   help=f"evaluation border exclusion in µm (default {BORDER_UM:g})")
+    p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
     add_image_flags(p)
     p.set_defaults(func=run)
 

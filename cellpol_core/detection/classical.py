@@ -7,7 +7,7 @@ This is the paper's multi-stage Otsu baseline. It needs no training:
    (µm² in 2D);
 3. component centroids;
 4. the Hungarian method on the centroid distance matrix in µm, dropping pairs
-   longer than ``d_max``.
+   longer than ``d_max_um`` (docs/method.md §5).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..defaults import OTSU_MIN_SIZE_UM, PAIR_DISTANCE_UM
 from ..errors import InputError
 from .pairing import pair_by_distance
-from ..io.vectors import VectorTable
+from ..io.vectors import DEFAULT_STRUCTURES, VectorTable
 
 
 def segment_centroids(channel, *, voxel_size=(1.0, 1.0, 1.0), smooth_um=0.5, min_size_um=1.0):
@@ -64,8 +65,9 @@ def segment_centroids(channel, *, voxel_size=(1.0, 1.0, 1.0), smooth_um=0.5, min
     return cents, volumes[ids - 1]
 
 
-def predict_otsu(image, *, channels=(0, 1), voxel_size=None, d_max=14.0, smooth_um=0.5,
-                 min_size_um=(20.0, 2.0), names=("nucleus", "golgi")) -> VectorTable:
+def predict_otsu(image, *, channels=(0, 1), voxel_size=None, d_max_um=PAIR_DISTANCE_UM,
+                 smooth_um=0.5, min_size_um=OTSU_MIN_SIZE_UM,
+                 names=DEFAULT_STRUCTURES) -> VectorTable:
     """Predict polarity vectors with the classical Otsu baseline.
 
     Parameters
@@ -77,8 +79,8 @@ def predict_otsu(image, *, channels=(0, 1), voxel_size=None, d_max=14.0, smooth_
     voxel_size : tuple of 3 floats, optional
         (z, y, x) µm; defaults to the image's. Pixels (1, 1, 1) for a 2D image
         without calibration.
-    d_max : float
-        Longest allowed start–end distance in µm.
+    d_max_um : float
+        Longest allowed start–end distance in µm (pixels for an uncalibrated 2D image).
     smooth_um : float
         Gaussian smoothing sigma in µm.
     min_size_um : (float, float)
@@ -106,5 +108,5 @@ def predict_otsu(image, *, channels=(0, 1), voxel_size=None, d_max=14.0, smooth_
                                   smooth_um=smooth_um, min_size_um=min_size_um[0])
     ends, _ = segment_centroids(np.asarray(data[channels[1]]), voxel_size=voxel_size,
                                 smooth_um=smooth_um, min_size_um=min_size_um[1])
-    i, j = pair_by_distance(starts, ends, voxel_size=voxel_size, d_max=d_max)
+    i, j = pair_by_distance(starts, ends, voxel_size=voxel_size, d_max_um=d_max_um)
     return VectorTable(starts[i], ends[j], np.ones(len(i)), names=names, ndim=ndim)

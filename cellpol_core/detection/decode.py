@@ -1,18 +1,26 @@
 """Decoding network outputs (heatmaps and embedding maps) into vectors.
 
-The steps follow METHOD §5:
+The steps follow docs/method.md §5 (peak decoding and pairing):
 
-1. :func:`find_peaks` — centroids are the local maxima of a heatmap above a
-   threshold and at least ``d_min`` µm apart (anisotropy-aware);
-2. each centroid's embedding is read from its embedding map;
-3. :func:`pair_by_embedding` — one-to-one pairs, closest embeddings first,
-   forbidden beyond ``d_max`` µm or an embedding difference ``delta``
-   (models without embeddings pair by distance, see
-   :func:`cellpol_core.detection.pairing.pair_by_distance`);
-4. a vector's score is the mean of its two peak values (:func:`decode_maps`);
+1. :func:`find_peaks` — centroids are the local maxima of a heatmap above
+   ``tau`` and at least ``d_min`` µm apart (anisotropy-aware);
+2. each centroid's embedding is read from its embedding map (:class:`Peaks`);
+3. :func:`pair_peaks` — the one decode rule shared by prediction and
+   tuning: peaks at or below ``tau`` are dropped, then one-to-one pairs are
+   made by :func:`pair_by_embedding` (closest embeddings first, forbidden
+   beyond ``d_max_um`` or an embedding difference ``delta``; models without
+   embeddings pair by distance, see
+   :func:`cellpol_core.detection.pairing.pair_by_distance`), and a vector's
+   score is the mean of its two peak values;
+4. :func:`decode_maps` — steps 1 to 3 on one tile's maps;
 5. :func:`merge_tile_vectors` — duplicates found in overlapping tiles are
    suppressed, interior detections winning over margin ones, then the highest
    score.
+
+All decoding parameters travel together in one
+:class:`~cellpol_core.detection.model.Thresholds`, whose field names
+(``tau``, ``d_min_um``, ``d_max_um``, ``delta``, ``embed_weight``) are also
+the keyword names of the lower-level functions here.
 
 Coordinates are (z, y, x) voxels (z = 0 for 2D maps); voxel sizes are
 (z, y, x) µm; all distances are in µm.
@@ -20,6 +28,7 @@ Coordinates are (z, y, x) voxels (z = 0 for 2D maps); voxel sizes are
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -28,12 +37,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from .model import Thresholds
 from .pairing import assign, pair_by_distance
+from ..defaults import EMBED_MARGIN, PAIR_DISTANCE_UM, PEAK_D_MIN_UM
 from ..io.vectors import DEFAULT_STRUCTURES, VectorTable
-
-# Fallbacks before per-structure tuning on validation data (METHOD §5 step 3).
-DEFAULT_THRESHOLDS = (0.5, 0.5)
-DEFAULT_MIN_DISTANCE_UM = (4.0, 2.0)
 
 # Upper bound on (candidates x footprint offsets) gathered at once.
 _GATHER_CHUNK = 1 << 22
@@ -180,17 +187,16 @@ def _refine_subvoxel(hm, coords) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- peaks
 
-def find_peaks(heatmap, *, threshold, min_distance_um, voxel_size, exclude_border=False,
-               subvoxel=True):
-    """Local maxima of a heatmap above a threshold and at least ``d_min`` µm apart.
+def find_peaks(heatmap, *, tau, d_min_um, voxel_size, exclude_border=False, subvoxel=True):
+    """Local maxima of a heatmap above ``tau`` and at least ``d_min`` µm apart.
 
     Parameters
     ----------
     heatmap : ndarray
         (Z, Y, X) or (Y, X) map.
-    threshold : float
-        Peaks must be strictly above it.
-    min_distance_um : float
+    tau : float
+        Peak threshold: peaks must be strictly above it.
+    d_min_um : float
         d_min in µm. A peak is kept when no higher voxel lies closer than
         d_min (an ellipsoidal neighbourhood with per-axis radius
         d_min / voxel size); then a greedy suppression in µm, strongest
@@ -220,9 +226,9 @@ def find_peaks(heatmap, *, threshold, min_distance_um, voxel_size, exclude_borde
         raise ValueError(f"heatmap must be (Z, Y, X) or (Y, X), got shape {hm.shape}")
     nd = hm.ndim
     vs = _spatial_voxel_size(voxel_size, nd)
-    d_min = float(min_distance_um)
+    d_min = float(d_min_um)
     if not np.isfinite(d_min) or d_min < 0:
-        raise ValueError(f"min_distance_um must be >= 0, got {min_distance_um!r}")
+        raise ValueError(f"d_min_um must be >= 0, got {d_min_um!r}")
     empty = (np.zeros((0, 3)), np.zeros(0))
     if hm.size == 0:
         return empty
@@ -232,7 +238,7 @@ def find_peaks(heatmap, *, threshold, min_distance_um, voxel_size, exclude_borde
 
     # Cheap necessary condition first: above threshold and max of its 3^n box.
     box_max = ndi.maximum_filter(hm, size=3, mode="constant", cval=-np.inf)
-    coords = np.argwhere((hm > threshold) & (hm >= box_max))
+    coords = np.argwhere((hm > tau) & (hm >= box_max))
     if len(coords) == 0:
         return empty
 
@@ -298,17 +304,18 @@ def find_peaks(heatmap, *, threshold, min_distance_um, voxel_size, exclude_borde
 
 # ----------------------------------------------------------------------------- pairing
 
-def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size, d_max=14.0,
-                      delta=2.0, weight=None):
+def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size,
+                      d_max_um=PAIR_DISTANCE_UM, delta=EMBED_MARGIN, embed_weight=None):
     """Pair start and end points one-to-one, using their embeddings.
 
-    Candidate pairs are those whose centroids are at most ``d_max`` µm apart
-    and whose embeddings differ by at most ``delta``. With ``weight=None``
-    (the 3DCellPol rule) they are accepted greedily by increasing embedding
-    difference, then distance, then start and end index, skipping any whose
-    start or end is already paired. With a number ``weight`` = λ, the pairs
-    are instead one optimal assignment (Hungarian method) minimising the
-    summed cost ``distance / d_max + λ · |embedding difference| / delta``:
+    Candidate pairs are those whose centroids are at most ``d_max_um`` µm
+    apart and whose embeddings differ by at most ``delta``. With
+    ``embed_weight=None`` (the 3DCellPol rule) they are accepted greedily by
+    increasing embedding difference, then distance, then start and end index,
+    skipping any whose start or end is already paired. With a number
+    ``embed_weight`` = λ, the pairs are instead one optimal assignment
+    (Hungarian method) minimising the summed cost
+    ``distance / d_max_um + λ · |embedding difference| / delta``:
     a greedy pass lets one noisy embedding steal a neighbour's partner, which
     the joint cost avoids in crowded images.
 
@@ -324,11 +331,11 @@ def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size, d_m
         Their embeddings.
     voxel_size : tuple of 3 floats
         (z, y, x) µm per voxel.
-    d_max : float
+    d_max_um : float
         Longest allowed pair, µm.
     delta : float
         Largest allowed embedding difference (the push margin Δ).
-    weight : float, optional
+    embed_weight : float, optional
         λ of the joint assignment; None for the greedy rule.
 
     Returns
@@ -346,7 +353,7 @@ def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size, d_m
     if len(sp) == 0 or len(ep) == 0:
         return none
     vs = np.asarray(voxel_size, dtype=np.float64).reshape(-1)[-3:]
-    cand = cKDTree(sp * vs).sparse_distance_matrix(cKDTree(ep * vs), float(d_max),
+    cand = cKDTree(sp * vs).sparse_distance_matrix(cKDTree(ep * vs), float(d_max_um),
                                                    output_type="ndarray")
     i, j, dist = cand["i"].astype(np.intp), cand["j"].astype(np.intp), cand["v"]
     diff = np.abs(se[i] - ee[j])
@@ -354,9 +361,10 @@ def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size, d_m
     i, j, dist, diff = i[ok], j[ok], dist[ok], diff[ok]
     if len(i) == 0:
         return none
-    if weight is not None:
+    if embed_weight is not None:
         cost = np.full((len(sp), len(ep)), np.inf)
-        cost[i, j] = dist / float(d_max) + float(weight) * diff / max(float(delta), 1e-12)
+        cost[i, j] = (dist / float(d_max_um)
+                      + float(embed_weight) * diff / max(float(delta), 1e-12))
         return assign(cost, np.isfinite(cost))
     order = np.lexsort((j, i, dist, diff))
     used_s = np.zeros(len(sp), dtype=bool)
@@ -381,9 +389,99 @@ def _read_at(emap, points, ndim) -> np.ndarray:
     return np.asarray(emap)[tuple(idx.T)].astype(np.float64)
 
 
+@dataclass
+class Peaks:
+    """The peaks of one structure's heatmap.
+
+    Attributes
+    ----------
+    points : ndarray, shape (N, 3)
+        (z, y, x) voxels, sorted by decreasing value.
+    values : ndarray, shape (N,)
+        Heatmap value at each peak.
+    embed : ndarray, shape (N,), optional
+        The embedding map's value at each peak; None without embeddings.
+    """
+
+    points: np.ndarray
+    values: np.ndarray
+    embed: Optional[np.ndarray] = None
+
+    @classmethod
+    def find(cls, heatmap, embed_map=None, *, tau, d_min_um, voxel_size, exclude_border=False,
+             subvoxel=True) -> "Peaks":
+        """:func:`find_peaks` on ``heatmap``, with embeddings read from ``embed_map``."""
+        hm = np.asarray(heatmap)
+        pts, vals = find_peaks(hm, tau=tau, d_min_um=d_min_um, voxel_size=voxel_size,
+                               exclude_border=exclude_border, subvoxel=subvoxel)
+        emb = None if embed_map is None else _read_at(embed_map, pts, hm.ndim)
+        return cls(pts, vals, emb)
+
+    def above(self, tau) -> "Peaks":
+        """The peaks strictly above ``tau``.
+
+        Raising tau only drops weaker peaks (the stronger ones and their
+        positions do not depend on it), so peaks found once at a low tau and
+        filtered here equal those found at ``tau``.
+        """
+        keep = self.values > tau
+        return Peaks(self.points[keep], self.values[keep],
+                     None if self.embed is None else self.embed[keep])
+
+
+def pair_peaks(start: Peaks, end: Peaks, thresholds: Thresholds, *, voxel_size,
+               names=DEFAULT_STRUCTURES, ndim=3, offset=(0.0, 0.0, 0.0)) -> VectorTable:
+    """Vectors from the peaks of the two structures: the decode rule.
+
+    Peaks at or below ``thresholds.tau`` are dropped, the rest are paired
+    (:func:`pair_by_embedding` when both have embeddings, else
+    :func:`~cellpol_core.detection.pairing.pair_by_distance`) and each vector
+    is scored by the mean of its two peak values. Prediction
+    (:func:`decode_maps`) and threshold tuning both decode through here.
+
+    Parameters
+    ----------
+    start, end : Peaks
+        Peaks of the start and end structure, found with a d_min of
+        ``thresholds.d_min_um`` and a tau no higher than ``thresholds.tau``.
+    thresholds : Thresholds
+        Uses ``tau``, ``d_max_um``, ``delta`` and ``embed_weight``.
+    voxel_size : tuple of 3 floats
+        (z, y, x) µm per voxel.
+    names : (str, str)
+        Start and end structure names.
+    ndim : {3, 2}
+        Spatial dimensions of the table.
+    offset : tuple of 3 floats
+        (z, y, x) voxels added to all coordinates.
+
+    Returns
+    -------
+    VectorTable
+        One vector per pair, sorted by start peak value, with ``score`` the
+        mean of the two peak values and extra columns ``score_start``,
+        ``score_end`` and, with embeddings, ``embed_start``, ``embed_end``.
+    """
+    tau = _pair_param(thresholds.tau, "tau")
+    start, end = start.above(tau[0]), end.above(tau[1])
+    extra = {}
+    if start.embed is not None and end.embed is not None:
+        i, j = pair_by_embedding(start.points, start.embed, end.points, end.embed,
+                                 voxel_size=voxel_size, d_max_um=thresholds.d_max_um,
+                                 delta=thresholds.delta, embed_weight=thresholds.embed_weight)
+        extra = {"embed_start": start.embed[i], "embed_end": end.embed[j]}
+    else:
+        i, j = pair_by_distance(start.points, end.points, voxel_size=voxel_size,
+                                d_max_um=thresholds.d_max_um)
+    score_s, score_e = start.values[i], end.values[j]
+    extra = {"score_start": score_s, "score_end": score_e, **extra}
+    table = VectorTable(start.points[i], end.points[j], 0.5 * (score_s + score_e),
+                        names=names, ndim=ndim, extra=extra)
+    return table.shifted(offset) if np.any(np.asarray(offset) != 0) else table
+
+
 def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *, voxel_size,
-                thresholds=DEFAULT_THRESHOLDS, min_distance_um=DEFAULT_MIN_DISTANCE_UM,
-                d_max=14.0, delta=2.0, embed_weight=None, names=DEFAULT_STRUCTURES,
+                thresholds: Optional[Thresholds] = None, names=DEFAULT_STRUCTURES,
                 offset=(0, 0, 0), subvoxel=True, exclude_border=False) -> VectorTable:
     """Vectors from one tile's network outputs.
 
@@ -397,17 +495,9 @@ def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *,
         (:func:`~cellpol_core.detection.pairing.pair_by_distance`).
     voxel_size : tuple of 3 floats
         (z, y, x) µm per voxel.
-    thresholds : float or (float, float)
-        Peak thresholds τ (start, end).
-    min_distance_um : float or (float, float)
-        Peak separations d_min in µm (start, end).
-    d_max : float
-        Longest allowed pair, µm.
-    delta : float
-        Largest allowed embedding difference.
-    embed_weight : float, optional
-        λ of :func:`pair_by_embedding`'s joint assignment; None for the
-        greedy 3DCellPol rule.
+    thresholds : Thresholds, optional
+        The decoding parameters (tau, d_min_um, d_max_um, delta,
+        embed_weight); default ``Thresholds()``, those of an untuned model.
     names : (str, str)
         Start and end structure names.
     offset : tuple of 3 floats
@@ -419,18 +509,16 @@ def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *,
     Returns
     -------
     VectorTable
-        One vector per pair, sorted by start peak value, with ``score`` the
-        mean of the two peak values and extra columns ``score_start``,
-        ``score_end`` and, with embeddings, ``embed_start``, ``embed_end``.
+        As :func:`pair_peaks`.
     """
+    thr = Thresholds() if thresholds is None else thresholds
     hs, he = np.asarray(heatmap_start), np.asarray(heatmap_end)
     if hs.ndim not in (2, 3) or hs.ndim != he.ndim:
         raise ValueError(f"heatmaps must both be (Z, Y, X) or (Y, X), got {hs.shape} and {he.shape}")
     nd = hs.ndim
     if (embed_start is None) != (embed_end is None):
         raise ValueError("give both embedding maps or neither")
-    use_emb = embed_start is not None
-    if use_emb:
+    if embed_start is not None:
         embed_start, embed_end = np.asarray(embed_start), np.asarray(embed_end)
         if embed_start.shape != hs.shape or embed_end.shape != he.shape:
             raise ValueError(f"embedding maps {embed_start.shape}, {embed_end.shape} do not match "
@@ -444,25 +532,13 @@ def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *,
         raise ValueError("offset z must be 0 for 2D maps")
     vs3 = np.asarray(voxel_size, dtype=np.float64).reshape(-1)
     vs3 = np.concatenate([[1.0], vs3]) if len(vs3) == 2 else vs3
-    tau = _pair_param(thresholds, "thresholds")
-    dmin = _pair_param(min_distance_um, "min_distance_um")
-
-    ps, vals_s = find_peaks(hs, threshold=tau[0], min_distance_um=dmin[0], voxel_size=vs3,
-                            exclude_border=exclude_border, subvoxel=subvoxel)
-    pe, vals_e = find_peaks(he, threshold=tau[1], min_distance_um=dmin[1], voxel_size=vs3,
-                            exclude_border=exclude_border, subvoxel=subvoxel)
-    extra = {}
-    if use_emb:
-        es, ee = _read_at(embed_start, ps, nd), _read_at(embed_end, pe, nd)
-        i, j = pair_by_embedding(ps, es, pe, ee, voxel_size=vs3, d_max=d_max, delta=delta,
-                                 weight=embed_weight)
-        extra = {"embed_start": es[i], "embed_end": ee[j]}
-    else:
-        i, j = pair_by_distance(ps, pe, voxel_size=vs3, d_max=d_max)
-    score_s, score_e = vals_s[i], vals_e[j]
-    extra = {"score_start": score_s, "score_end": score_e, **extra}
-    return VectorTable(ps[i] + off, pe[j] + off, 0.5 * (score_s + score_e),
-                       names=names, ndim=nd, extra=extra)
+    tau = _pair_param(thr.tau, "tau")
+    dmin = _pair_param(thr.d_min_um, "d_min_um")
+    peaks = [Peaks.find(hm, em, tau=t, d_min_um=d, voxel_size=vs3,
+                        exclude_border=exclude_border, subvoxel=subvoxel)
+             for hm, em, t, d in ((hs, embed_start, tau[0], dmin[0]),
+                                  (he, embed_end, tau[1], dmin[1]))]
+    return pair_peaks(*peaks, thr, voxel_size=vs3, names=names, ndim=nd, offset=off)
 
 
 # ----------------------------------------------------------------------------- merging
@@ -480,7 +556,7 @@ def _in_box(points, box) -> np.ndarray:
     return np.all((p >= lo) & (p < hi), axis=1)
 
 
-def suppress_duplicates(table: VectorTable, *, voxel_size, min_distance_um,
+def suppress_duplicates(table: VectorTable, *, voxel_size, d_min_um,
                         interior=None) -> VectorTable:
     """Drop duplicate detections of the same cell.
 
@@ -497,7 +573,7 @@ def suppress_duplicates(table: VectorTable, *, voxel_size, min_distance_um,
         The vectors.
     voxel_size : tuple of 3 floats
         (z, y, x) µm per voxel.
-    min_distance_um : float or (float, float)
+    d_min_um : float or (float, float)
         Start and end d_min in µm.
     interior : ndarray of bool, optional
         Per-vector "found in a tile interior" flag; default
@@ -513,7 +589,7 @@ def suppress_duplicates(table: VectorTable, *, voxel_size, min_distance_um,
         return table.subset(np.arange(n))
     vs = np.asarray(voxel_size, dtype=np.float64).reshape(-1)
     vs = np.concatenate([[1.0], vs]) if len(vs) == 2 else vs
-    ds, de = _pair_param(min_distance_um, "min_distance_um")
+    ds, de = _pair_param(d_min_um, "d_min_um")
     if interior is None:
         interior = table.extra.get("interior")
     interior = np.ones(n, dtype=bool) if interior is None else np.asarray(interior, dtype=bool)
@@ -526,7 +602,7 @@ def suppress_duplicates(table: VectorTable, *, voxel_size, min_distance_um,
 
 
 def merge_tile_vectors(tables: Sequence[VectorTable], *, voxel_size,
-                       min_distance_um=DEFAULT_MIN_DISTANCE_UM,
+                       d_min_um=PEAK_D_MIN_UM,
                        margins: Optional[Sequence] = None) -> VectorTable:
     """Merge the vectors of overlapping tiles, suppressing duplicates.
 
@@ -536,7 +612,7 @@ def merge_tile_vectors(tables: Sequence[VectorTable], *, voxel_size,
         Per-tile vectors in full-image coordinates, with equal names and ndim.
     voxel_size : tuple of 3 floats
         (z, y, x) µm per voxel.
-    min_distance_um : float or (float, float)
+    d_min_um : float or (float, float)
         Start and end d_min in µm; see :func:`suppress_duplicates`.
     margins : sequence of (lo, hi) or None, optional
         One box per table: the interior region of that tile in full-image
@@ -578,5 +654,5 @@ def merge_tile_vectors(tables: Sequence[VectorTable], *, voxel_size,
     merged = VectorTable(np.concatenate([t.start for t in tables]),
                          np.concatenate([t.end for t in tables]), score,
                          names=names, ndim=ndim, extra=extra)
-    return suppress_duplicates(merged, voxel_size=voxel_size, min_distance_um=min_distance_um,
+    return suppress_duplicates(merged, voxel_size=voxel_size, d_min_um=d_min_um,
                                interior=np.concatenate(interior))

@@ -365,11 +365,9 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
         t = time.perf_counter()
         offset = np.zeros(3)
         offset[-dims:] = plan.origins[index]
-        table = decode_maps(
-            maps["heatmap_start"], maps["heatmap_end"], maps.get("embed_start"),
-            maps.get("embed_end"), voxel_size=plan.work_vs, thresholds=tuple(thr.tau),
-            min_distance_um=tuple(thr.d_min_um), d_max=thr.d_max_um, delta=thr.delta,
-            embed_weight=thr.embed_weight, names=names, offset=tuple(offset))
+        table = decode_maps(maps["heatmap_start"], maps["heatmap_end"], maps.get("embed_start"),
+                            maps.get("embed_end"), voxel_size=plan.work_vs, thresholds=thr,
+                            names=names, offset=tuple(offset))
         return table, time.perf_counter() - t
 
     # Tiles are decoded in a thread while the network runs on the next ones.
@@ -394,8 +392,8 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
             tables.append(table)
             timings.decode += seconds
     t3 = time.perf_counter()
-    merged = merge_tile_vectors(tables, voxel_size=plan.work_vs,
-                                min_distance_um=tuple(thr.d_min_um), margins=boxes)
+    merged = merge_tile_vectors(tables, voxel_size=plan.work_vs, d_min_um=tuple(thr.d_min_um),
+                                margins=boxes)
     merged = _to_image_voxels(merged, plan)
     timings.decode += time.perf_counter() - t3
     return merged
@@ -408,12 +406,10 @@ def _to_image_voxels(table: VectorTable, plan: _Plan) -> VectorTable:
     for pts in (table.start, table.end):
         sp = pts[:, -dims:]
         inside &= np.all((sp > -0.5) & (sp < np.asarray(plan.model_shape) - 0.5), axis=1)
-    table = table.subset(inside)
     back = np.ones(3)
     if plan.reader.resampled:
         back[-dims:] = 1.0 / plan.reader.to_model
-    return VectorTable(table.start * back, table.end * back, table.score, names=table.names,
-                       ndim=dims, extra=table.extra)
+    return table.subset(inside).scaled(back)
 
 
 @dataclass
@@ -431,8 +427,7 @@ class ImageMaps:
         scale = np.ones(3)
         if self.plan.reader.resampled:
             scale[-self.plan.dims:] = self.plan.reader.to_model
-        return VectorTable(table.start * scale, table.end * scale, table.score, names=table.names,
-                           ndim=table.ndim)
+        return table.scaled(scale)
 
 
 def predict_maps(image, model, *, channels=None, tile=None, overlap=None, batch_size=1,

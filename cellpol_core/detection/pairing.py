@@ -2,19 +2,22 @@
 
 Used by the classical Otsu baseline and by models without embedding heads
 (CtrDet): a cost matrix of Euclidean centroid distances in µm, one optimal
-one-to-one assignment, then pairs longer than ``d_max`` are dropped.
+one-to-one assignment, then pairs longer than ``d_max_um`` are dropped
+(docs/method.md §5).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..defaults import PAIR_DISTANCE_UM
+
 # Cost given to forbidden pairs; large enough never to be preferred, finite so
 # that linear_sum_assignment always finds a complete assignment.
 _FORBIDDEN = 1e9
 
 
-def pair_by_distance(start, end, *, voxel_size=(1.0, 1.0, 1.0), d_max=14.0):
+def pair_by_distance(start, end, *, voxel_size=(1.0, 1.0, 1.0), d_max_um=PAIR_DISTANCE_UM):
     """Pair start and end points one-to-one, minimising the summed distance.
 
     Parameters
@@ -25,7 +28,7 @@ def pair_by_distance(start, end, *, voxel_size=(1.0, 1.0, 1.0), d_max=14.0):
         End centroids in (z, y, x) voxels.
     voxel_size : tuple of 3 floats
         (z, y, x) µm per voxel.
-    d_max : float
+    d_max_um : float
         Longest allowed pair, in µm (pixels when the voxel size is 1).
 
     Returns
@@ -39,7 +42,7 @@ def pair_by_distance(start, end, *, voxel_size=(1.0, 1.0, 1.0), d_max=14.0):
         return np.zeros(0, int), np.zeros(0, int)
     vs = np.asarray(voxel_size, float)
     dist = np.linalg.norm((start[:, None, :] - end[None, :, :]) * vs, axis=-1)
-    return assign(dist, dist <= d_max)
+    return assign(dist, dist <= d_max_um)
 
 
 def assign(cost, allowed):

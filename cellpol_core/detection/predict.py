@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..defaults import DEFAULT_DEVICE, OTSU_MIN_SIZE_UM, PAIR_DISTANCE_UM
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from ..io.paths import (IMAGE_SUFFIXES, expand_inputs, image_stem, match_vectors,  # noqa: F401
                         vectors_path_for)
-from ..io.vectors import write_vectors
+from ..io.vectors import DEFAULT_STRUCTURES, write_vectors
 
 
 def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channels=None,
-                  structures=None, voxel_size=None, axes=None, d_max=None,
-                  min_size_um=(20.0, 2.0), device="auto", batch_size=1, tile=None,
+                  structures=None, voxel_size=None, axes=None, d_max_um=None,
+                  min_size_um=OTSU_MIN_SIZE_UM, device=DEFAULT_DEVICE, batch_size=1, tile=None,
                   timings=None, skip_existing=False, cancel: Optional[CancelToken] = None):
     """Predict vectors for each image file and write ``<stem>_vectors.csv``.
 
@@ -39,8 +40,9 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
         (z, y, x) µm overriding the files' metadata.
     axes : str, optional
         Axes of the stored arrays, overriding the heuristic.
-    d_max : float, optional
-        Longest allowed pair in µm (default 14, or the model's tuned value).
+    d_max_um : float, optional
+        Longest allowed pair in µm (default: the model's tuned value, or
+        :data:`~cellpol_core.defaults.PAIR_DISTANCE_UM` for the Otsu method).
     min_size_um : (float, float)
         Smallest start/end components for the Otsu method, µm³ (µm² in 2D).
     device : {"auto", "cpu", "cuda"}
@@ -75,14 +77,14 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
 
         dev = select_device(device)
         loaded = load_model(model, device=dev)
-        if d_max is not None:
+        if d_max_um is not None:
             from dataclasses import replace
 
-            loaded.thresholds = replace(loaded.thresholds, d_max_um=float(d_max))
+            loaded.thresholds = replace(loaded.thresholds, d_max_um=float(d_max_um))
         structures = tuple(structures or loaded.config.structures)
         yield ProgressEvent("predict", 0, len(paths), message=f"model on {device_description(dev)}",
                             data={"device": device_description(dev)})
-    structures = tuple(structures or ("nucleus", "golgi"))
+    structures = tuple(structures or DEFAULT_STRUCTURES)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -106,7 +108,8 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
             from .classical import predict_otsu
 
             t1 = time.perf_counter()
-            table = predict_otsu(image, channels=ch, d_max=14.0 if d_max is None else d_max,
+            table = predict_otsu(image, channels=ch,
+                                 d_max_um=PAIR_DISTANCE_UM if d_max_um is None else d_max_um,
                                  min_size_um=min_size_um, names=structures)
             timings.decode += time.perf_counter() - t1
         else:

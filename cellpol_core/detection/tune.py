@@ -9,7 +9,9 @@ maximise the vector F1 at evaluation level tau_L = 5, pooled over images.
 The network runs once per image (whole-image maps, stitched from tile
 interiors). Peaks are found once per image, structure and d_min at the lowest
 tau; a higher tau only drops weaker peaks and never changes which stronger
-peaks survive, so each tau is a filter on those. The search is coordinate-wise:
+peaks survive, so each tau is a filter on those. Every candidate is decoded
+by :func:`~cellpol_core.detection.decode.pair_peaks`, the rule prediction
+uses, and scored by the evaluation of docs/method.md §6. The search is coordinate-wise:
 the start structure's (tau, d_min) over the full grid with the end's fixed,
 then the end's, then d_max, then the pairing rule, repeated for ``rounds``
 rounds.
@@ -21,8 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
-
+from ..defaults import BORDER_UM, DEFAULT_DEVICE, TUNE_LEVEL
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from .model import (METRICS_FILE, Thresholds, load_model, write_json, write_thresholds)
@@ -42,7 +43,7 @@ def _dmin_grid(radius) -> tuple:
 
 
 class _ImageCache:
-    """Peaks per structure and d_min, and the maps of one validation image."""
+    """Peaks per structure and d_min, found once at the lowest tau, of one validation image."""
 
     def __init__(self, maps, gt_model: VectorTable, shape, tau_min):
         self.maps = maps.maps
@@ -52,39 +53,22 @@ class _ImageCache:
         self.tau_min = tau_min
         self._peaks = {}
 
-    def peaks(self, role, d_min):
-        from .decode import find_peaks
+    def peaks(self, role, d_min_um):
+        from .decode import Peaks
 
-        key = (role, d_min)
+        key = (role, d_min_um)
         if key not in self._peaks:
-            pts, vals = find_peaks(self.maps[f"heatmap_{role}"], threshold=self.tau_min,
-                                   min_distance_um=d_min, voxel_size=self.voxel_size)
-            emb = None
-            if f"embed_{role}" in self.maps:
-                idx = tuple(np.clip(np.round(pts[:, 3 - self.maps[f"embed_{role}"].ndim + k]), 0,
-                                    s - 1).astype(int)
-                            for k, s in enumerate(self.maps[f"embed_{role}"].shape))
-                emb = self.maps[f"embed_{role}"][idx]
-            self._peaks[key] = (pts, vals, emb)
+            self._peaks[key] = Peaks.find(self.maps[f"heatmap_{role}"],
+                                          self.maps.get(f"embed_{role}"), tau=self.tau_min,
+                                          d_min_um=d_min_um, voxel_size=self.voxel_size)
         return self._peaks[key]
 
 
 def _decode_cached(cache: _ImageCache, thr: Thresholds, names) -> VectorTable:
-    from .decode import pair_by_embedding
-    from .pairing import pair_by_distance
+    from .decode import pair_peaks
 
-    ps, vs_, es = cache.peaks("start", thr.d_min_um[0])
-    pe, ve, ee = cache.peaks("end", thr.d_min_um[1])
-    ks = vs_ > thr.tau[0]
-    ke = ve > thr.tau[1]
-    ps, vs_, pe, ve = ps[ks], vs_[ks], pe[ke], ve[ke]
-    if es is not None and ee is not None:
-        i, j = pair_by_embedding(ps, es[ks], pe, ee[ke], voxel_size=cache.voxel_size,
-                                 d_max=thr.d_max_um, delta=thr.delta, weight=thr.embed_weight)
-    else:
-        i, j = pair_by_distance(ps, pe, voxel_size=cache.voxel_size, d_max=thr.d_max_um)
-    ndim = len(cache.shape)
-    return VectorTable(ps[i], pe[j], (vs_[i] + ve[j]) / 2.0, names=names, ndim=ndim)
+    return pair_peaks(cache.peaks("start", thr.d_min_um[0]), cache.peaks("end", thr.d_min_um[1]),
+                      thr, voxel_size=cache.voxel_size, names=names, ndim=len(cache.shape))
 
 
 def _score(caches, thr, names, *, level, levels, border_um):
@@ -99,8 +83,9 @@ def _score(caches, thr, names, *, level, levels, border_um):
 
 
 def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=None,
-         voxel_size=None, level=5, levels=None, border_um=7.0, rounds=2, device="cpu",
-         write=True, cancel: Optional[CancelToken] = None):
+         voxel_size=None, level=TUNE_LEVEL, levels=None, border_um=BORDER_UM, rounds=2,
+         device=DEFAULT_DEVICE, thresholds: Optional[Thresholds] = None, write=True,
+         cancel: Optional[CancelToken] = None):
     """Choose decoding thresholds on validation images; write ``thresholds.json``.
 
     A generator job returning ``(Thresholds, report)`` where ``report`` is a
@@ -123,6 +108,11 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         Border exclusion of the evaluation.
     rounds : int
         Rounds of the coordinate-wise search.
+    device : {"auto", "cpu", "cuda"}
+        Where the network runs.
+    thresholds : Thresholds, optional
+        Where the search starts (and the "before" F1); default the model's
+        ``thresholds.json``.
     write : bool
         Write ``thresholds.json`` and ``metrics.json`` into the model folder.
     cancel : CancelToken, optional
@@ -148,7 +138,7 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         gt = maps.to_model_voxels(table)
         caches.append(_ImageCache(maps, gt, maps.plan.model_shape, min(TAU_GRID)))
     names = tuple(cfg.structures)
-    start_thr = model.thresholds
+    start_thr = model.thresholds if thresholds is None else thresholds
     base_f1, _ = _score(caches, start_thr, names, level=level, levels=levels, border_um=border_um)
     best = replace(start_thr, tau=tuple(start_thr.tau), d_min_um=tuple(start_thr.d_min_um),
                    source="tuned")

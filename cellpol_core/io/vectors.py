@@ -97,9 +97,68 @@ class VectorTable:
             extra={k: np.asarray(v)[index] for k, v in self.extra.items()},
         )
 
+    def scaled(self, factor) -> "VectorTable":
+        """The table with coordinates multiplied per axis, extra columns kept.
+
+        Parameters
+        ----------
+        factor : float or tuple of floats
+            One factor, (z, y, x) factors, or (y, x) factors (z unchanged). To
+            move from voxel size ``a`` to voxel size ``b``, use ``a / b``.
+
+        Examples
+        --------
+        >>> t = VectorTable([[1.0, 2.0, 2.0]], [[1.0, 4.0, 6.0]])
+        >>> t.scaled((2.0, 0.5, 0.5)).end.tolist()
+        [[2.0, 2.0, 3.0]]
+        """
+        return self._with_points(self.start * _per_axis(factor, 1.0),
+                                 self.end * _per_axis(factor, 1.0))
+
+    def shifted(self, offset) -> "VectorTable":
+        """The table with ``offset`` voxels added to all coordinates, extra columns kept.
+
+        Parameters
+        ----------
+        offset : float or tuple of floats
+            One offset, (z, y, x) offsets, or (y, x) offsets (z unchanged),
+            in voxels. The z of a 2D table stays 0: one offset moves only y
+            and x, and a non-zero z offset is an error.
+
+        Examples
+        --------
+        >>> t = VectorTable([[0.0, 2.0, 2.0]], [[0.0, 4.0, 6.0]], ndim=2)
+        >>> t.shifted((-2, -2)).start.tolist()
+        [[0.0, 0.0, 0.0]]
+        """
+        off = _per_axis(offset, 0.0)
+        if self.ndim == 2:
+            if np.ndim(offset) == 0:
+                off[0] = 0.0
+            elif off[0] != 0:
+                raise ValueError(f"a 2D table cannot be shifted in z, got offset {tuple(off)}")
+        return self._with_points(self.start + off, self.end + off)
+
+    def _with_points(self, start, end) -> "VectorTable":
+        return VectorTable(start, end, None if self.score is None else self.score.copy(),
+                           names=self.names, ndim=self.ndim,
+                           extra={k: np.array(v, copy=True) for k, v in self.extra.items()})
+
     def geometry(self, voxel_size) -> dict:
         """Per-vector geometry in µm; see :func:`vector_geometry`."""
         return vector_geometry(self.start, self.end, voxel_size)
+
+
+def _per_axis(value, fill) -> np.ndarray:
+    """A scalar, (z, y, x) or (y, x) value as a (3,) array; ``fill`` for a missing z."""
+    v = np.asarray(value, dtype=np.float64).reshape(-1)
+    if len(v) == 1:
+        return np.full(3, v[0])
+    if len(v) == 2:
+        return np.concatenate([[fill], v])
+    if len(v) != 3:
+        raise ValueError(f"expected one value, (z, y, x) or (y, x), got {tuple(v)}")
+    return v
 
 
 def _as_points(a) -> np.ndarray:
