@@ -46,7 +46,6 @@ from PySide6.QtWidgets import (
 
 from cellpol_core.errors import InputError
 from cellpol_core.io.paths import image_stem
-from cellpol_core.jobs import ProgressEvent
 from cellpol_core.analysis.polarity import PLANES, plane_angle_deg, polarity_data, \
     reference_unit_vector, summarise
 
@@ -80,18 +79,10 @@ def rose_counts(angles_deg, *, bins=ROSE_BINS) -> np.ndarray:
 
 
 def report_job(vector_csvs, *, cancel=None, **options):
-    """:func:`~cellpol_core.analysis.batch.analyse` for the window's JobRunner.
-
-    The summary travels in a last ``"report"`` event (``data["summary"]``) and
-    the job returns an empty list, so the window's generic result handler
-    (which loads predicted vector CSVs) leaves it alone.
-    """
+    """:func:`~cellpol_core.analysis.batch.analyse` for the window's jobs: returns its summary."""
     from cellpol_core.analysis.batch import analyse
 
-    summary = yield from analyse(vector_csvs, cancel=cancel, **options)
-    yield ProgressEvent("report", 1, 1, message=f"{len(summary.files)} files",
-                        data={"summary": summary})
-    return []
+    return (yield from analyse(vector_csvs, cancel=cancel, **options))
 
 
 def _wedge_path(a0_deg, a1_deg, radius, *, steps=6) -> QPainterPath:
@@ -461,7 +452,7 @@ class AnalysisPanel(QWidget):
 
     # ------------------------------------------------------------------ report
     def export_report_dialog(self):
-        start = str(self.window._last_dir) if self.window is not None else ""
+        start = self.window.last_dir if self.window is not None else ""
         folder = QFileDialog.getExistingDirectory(self, "Report folder", start)
         if folder:
             self.export_report(folder)
@@ -488,8 +479,7 @@ class AnalysisPanel(QWidget):
         if not rows:
             self._message("No vectors to analyse")
             return False
-        jobs = getattr(self.window, "jobs", None)
-        if jobs is None or jobs.running:
+        if self.window is None or self.window.job_running:
             self._message("Another job is running: wait for it or cancel it")
             return False
         folder = Path(folder)
@@ -508,28 +498,19 @@ class AnalysisPanel(QWidget):
                        n_bootstrap=int(n_bootstrap), n_permutations=int(n_permutations))
         self.last_report = None
         self._report_pending = folder
-        if not jobs.start("Analysis", report_job, csvs, **options):
+        if not self.window.start_job("Analysis", report_job, csvs, **options,
+                                     on_result=self._report_done,
+                                     on_finished=self._report_finished):
             self._report_pending = None
             return False
-        jobs.progress.connect(self._report_progress)
-        jobs.finished.connect(self._report_finished)
-        started = getattr(self.window, "_job_started", None)
-        if started is not None:
-            started("Analysis…")
         return True
 
-    def _report_progress(self, event):
-        if event.stage == "report":
-            self.last_report = event.data.get("summary")
+    def _report_done(self, summary):
+        self.last_report = summary
+        self._message(f"Report written to {self._report_pending} ({len(summary.files)} files)")
 
     def _report_finished(self):
-        jobs = self.window.jobs
-        jobs.progress.disconnect(self._report_progress)
-        jobs.finished.disconnect(self._report_finished)
-        folder, self._report_pending = self._report_pending, None
-        if self.last_report is not None:
-            self._message(f"Report written to {folder} "
-                          f"({len(self.last_report.files)} files)")
+        self._report_pending = None
 
     def _message(self, text, *, error=False):
         w = self.window
@@ -538,7 +519,7 @@ class AnalysisPanel(QWidget):
         elif error:
             w.show_error(text)
         else:
-            w.statusBar().showMessage(text, 6000)
+            w.show_message(text)
 
 
 # ----------------------------------------------------------------------------- helpers

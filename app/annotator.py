@@ -21,21 +21,21 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QMenu,
-    QProgressBar,
-    QPushButton,
     QSplitter,
     QTableView,
     QVBoxLayout,
     QWidget,
 )
 
+from cellpol_core.defaults import BORDER_UM
 from cellpol_core.errors import InputError
 
 from .annotations import AnnotationModel
 from .commands import SwapEnds, accept_predictions
 from .dialogs import ChannelChoice, ChannelDialog
-from .jobs import JobRunner
+from .job_controller import JobController
 from .project import DEFAULT_COLORS
+from .project_actions import ProjectActions
 from .slices import LayerPanel, OrthoViews
 from .viewer import CSV_FILTER, LoadedImage, ViewerWindow, load_channels
 
@@ -147,6 +147,7 @@ class AnnotatorWindow(ViewerWindow):
         self.ortho.cursor_changed.connect(self._cursor_changed)
         self.ortho.hovered.connect(self._hovered)
         self.ortho.selection_changed.connect(self._selection_changed)
+        self.project_actions = ProjectActions(self)
         self._build_annotation_ui()
         self._build_jobs_ui()
         self._build_3d()
@@ -230,8 +231,8 @@ class AnnotatorWindow(ViewerWindow):
 
         file_menu = self.menuBar().actions()[0].menu()
         first = file_menu.actions()[2]  # before the separator ahead of Quit
-        for text, slot in (("&New project…", self.new_project_dialog),
-                           ("Open &project…", self.open_project_dialog),
+        for text, slot in (("&New project…", self.project_actions.new_project_dialog),
+                           ("Open &project…", self.project_actions.open_project_dialog),
                            ("&Import annotations CSV…", self.import_annotations_dialog),
                            ("&Export annotations CSV…", self.export_annotations_dialog),
                            ("Export &views as PNG…", self.export_views_dialog),
@@ -241,51 +242,40 @@ class AnnotatorWindow(ViewerWindow):
             file_menu.insertAction(first, action)
 
     def _build_jobs_ui(self):
-        self.jobs = JobRunner(self)
-        self._job_image = None
-        self._train_name = None
-        self.job_bar = QProgressBar()
-        self.job_bar.setMaximumWidth(220)
-        self.job_bar.setTextVisible(True)
-        self.job_cancel = QPushButton("Cancel")
-        self.job_cancel.clicked.connect(self.jobs.cancel)
-        for w in (self.job_bar, self.job_cancel):
-            w.setVisible(False)
-            self.statusBar().addPermanentWidget(w)
-        self.jobs.progress.connect(self._job_progress)
-        self.jobs.succeeded.connect(self._job_succeeded)
-        self.jobs.failed.connect(self._job_failed)
-        self.jobs.cancelled.connect(
-            lambda: self.statusBar().showMessage(f"{self.jobs.name}: cancelled", 4000))
-        self.jobs.finished.connect(self._job_finished)
+        self.job_controller = JobController(self)
+        self.jobs = self.job_controller.runner  # its signals report every job
+        self.job_bar = self.job_controller.bar
+        self.job_cancel = self.job_controller.cancel_button
+        actions = self.project_actions
         menu = QMenu("&Jobs", self)
         self.menuBar().insertMenu(self.menuBar().actions()[3], menu)
         self.predict_otsu_action = QAction("Predict with &Otsu (classical)", self)
         self.predict_otsu_action.triggered.connect(lambda: self.predict())
         self.predict_model_action = QAction("Predict with a &model folder…", self)
-        self.predict_model_action.triggered.connect(self.predict_model_dialog)
+        self.predict_model_action.triggered.connect(actions.predict_model_dialog)
         self.train_action = QAction("&Train / fine-tune…", self)
-        self.train_action.triggered.connect(self.train_dialog)
+        self.train_action.triggered.connect(actions.train_dialog)
         self.predict_demo_action = QAction("Predict with the bundled &demo model", self)
         self.predict_demo_action.triggered.connect(lambda: self.predict(model="demo"))
         menu.addAction(self.predict_otsu_action)
         menu.addAction(self.predict_demo_action)
         menu.addAction(self.predict_model_action)
         self.predict_all_action = QAction("Predict &all project images…", self)
-        self.predict_all_action.triggered.connect(self.predict_all_dialog)
+        self.predict_all_action.triggered.connect(actions.predict_all_dialog)
         menu.addAction(self.predict_all_action)
         menu.addSeparator()
         menu.addAction(self.train_action)
         self.tune_action = QAction("T&une thresholds of a model folder…", self)
-        self.tune_action.triggered.connect(self.tune_dialog)
+        self.tune_action.triggered.connect(actions.tune_dialog)
         menu.addAction(self.tune_action)
         menu.addSeparator()
         self.evaluate_action = QAction("&Evaluate predictions against annotations", self)
         self.evaluate_action.setShortcut("Ctrl+E")
         self.evaluate_action.triggered.connect(lambda: self.evaluate())
         menu.addAction(self.evaluate_action)
-        self._job_actions = (self.predict_otsu_action, self.predict_model_action,
-                             self.predict_all_action, self.train_action, self.tune_action)
+        self.job_controller.lock_while_running(
+            self.predict_otsu_action, self.predict_model_action, self.predict_all_action,
+            self.train_action, self.tune_action)
         self._build_loss_plot()
         self._build_metrics()
 
@@ -345,7 +335,7 @@ class AnnotatorWindow(ViewerWindow):
         self.evaluation = None
         self.tune_report = None
 
-    def evaluate(self, *, border_um: float = 7.0, levels: str = "nucleus-golgi"):
+    def evaluate(self, *, border_um: float = BORDER_UM, levels: str = "nucleus-golgi"):
         """Evaluate the shown predictions against the annotations of the current image.
 
         Shows TPR and FDR vs level and the metrics table in the Evaluation dock.
@@ -380,49 +370,16 @@ class AnnotatorWindow(ViewerWindow):
         self.metrics_dock.setVisible(True)
         return result
 
-    def tune(self, model, **options) -> bool:
-        """Tune the decoding thresholds of ``model`` on the project's annotated images.
-
-        Runs :func:`cellpol_core.tune.tune` in a worker thread; it writes
-        ``thresholds.json`` into the model folder. The report is shown in the
-        Evaluation dock. ``options`` go to ``tune`` (``border_um``, ``rounds``,
-        ``device``...).
-        """
-        from cellpol_core.detection.tune import tune
-
-        if self.project is None:
-            self.show_error("Tuning needs a project: File → New project")
-            return False
-        images, tables = self.training_data()
-        if not images:
-            self.show_error("No annotated image in the project: annotate some pairs first")
-            return False
-        entry = self.project.find_image(images[0])
-        channels = entry.channels if entry is not None else None
-        started = self.jobs.start("Tune", tune, model, images, tables, channels=channels,
-                                  **options)
-        if started:
-            self._job_started("Tune…")
-        return started
-
-    def tune_dialog(self):
-        folder = QFileDialog.getExistingDirectory(self, "Model folder to tune",
-                                                  str(self.project.root / "models")
-                                                  if self.project else self._last_dir)
-        if folder:
-            self.tune(folder)
-
-    def _show_tune_report(self, result):
+    def show_tune_report(self, report):
+        """Show a :func:`cellpol_core.detection.tune.tune` report in the Evaluation dock."""
         from cellpol_core.detection.tune import format_report
 
-        _, report = result
         self.tune_report = report
         text = format_report(report)
         self.metrics_panel.set_rows(report["table"], title=text.replace("\n", "<br>"))
         self.metrics_dock.setWindowTitle("Tuning report")
         self.metrics_dock.setVisible(True)
-        self.statusBar().showMessage(
-            f"Tuned: F1 {report['f1_before']:.3f} → {report['f1_after']:.3f}", 6000)
+        self.show_message(f"Tuned: F1 {report['f1_before']:.3f} → {report['f1_after']:.3f}")
 
     def _build_loss_plot(self):
         import pyqtgraph as pg
@@ -443,224 +400,58 @@ class AnnotatorWindow(ViewerWindow):
         self.loss_dock.setVisible(False)
         self.loss_history = {"epoch": [], "train": [], "val": []}
 
-    # ------------------------------------------------------------------ jobs
-    def predict(self, *, model=None) -> bool:
-        """Predict vectors of the current image in a worker thread.
+    # ------------------------------------------------------------------ jobs (cellpol_app.host)
+    def start_job(self, name, factory, *args, **kwargs) -> bool:
+        """Run a job with its own handlers (:meth:`cellpol_app.jobs.JobRunner.start`).
 
-        The CSV goes to the project's ``predictions/`` folder (a temporary
-        folder without a project) and is shown as the vectors layer when done.
-
-        Parameters
-        ----------
-        model : str or Path, optional
-            Model folder or bundled model name; the Otsu baseline when None.
+        Progress, Cancel, failures and cancellation are shown by the window.
+        Returns False (and starts nothing) when a job is already running.
         """
-        import tempfile
+        return self.job_controller.start(name, factory, *args, **kwargs)
 
-        from cellpol_core.detection.predict import predict_files
+    def cancel_job(self):
+        self.job_controller.cancel()
 
-        if self.image_path is None or self.loaded is None:
-            self.statusBar().showMessage("Open an image first", 4000)
-            return False
-        if self.project is not None:
-            outdir = self.project.root / "predictions"
-        else:
-            outdir = Path(tempfile.mkdtemp(prefix="cellpol_predictions_"))
-        channels = self.loaded.channels if len(self.loaded.channels) == 2 else None
-        started = self.jobs.start(
-            "Predict", predict_files, [self.image_path], outdir=outdir,
-            method="otsu" if model is None else "model", model=model, channels=channels,
-            voxel_size=self.voxel_size)
-        if started:
-            self._job_image = self.image_path
-            self._job_started("Predict…")
-        return started
+    @property
+    def job_running(self) -> bool:
+        return self.job_controller.running
+
+    @property
+    def job_name(self) -> str:
+        return self.job_controller.name
+
+    @property
+    def job_busy_changed(self):
+        """Signal(bool): a job started (True) or has ended (False)."""
+        return self.job_controller.busy_changed
+
+    # The scripting API of the project actions (see cellpol_app.project_actions).
+    def set_project(self, project):
+        self.project_actions.set_project(project)
+
+    def open_project(self, folder) -> bool:
+        return self.project_actions.open_project(folder)
+
+    def new_project(self, folder) -> bool:
+        return self.project_actions.new_project(folder)
 
     def training_data(self):
-        """(image paths, annotation CSVs) of the project images that have pairs."""
-        from cellpol_core.io.vectors import read_vectors
+        return self.project_actions.training_data()
 
-        images, tables = [], []
-        if self.project is None:
-            return images, tables
-        for entry in self.project.images:
-            if not entry.annotations:
-                continue
-            csv = self.project.resolve(entry.annotations)
-            try:
-                if csv.is_file() and len(read_vectors(csv)):
-                    images.append(self.project.image_path(entry))
-                    tables.append(csv)
-            except InputError:
-                continue
-        return images, tables
-
-    def train(self, *, epochs=20, name=None, init=None, **options) -> bool:
-        """Train a model on the project's annotated images in a worker thread.
-
-        The model folder is ``<project>/models/<name>`` and is added to the
-        project when training ends. ``options`` go to
-        :func:`cellpol_core.train.train` (``patch_size``, ``device``, ...). With
-        ``synthetic=<folder>`` (the Synthetic data dock) the job is
-        :func:`cellpol_core.synthetic.pretrain.train_with_synthetic`.
-        """
-        import time
-
-        from cellpol_core.detection.train import train
-
-        if self.project is None:
-            self.show_error("Training needs a project: File → New project")
-            return False
-        images, tables = self.training_data()
-        if not images:
-            self.show_error("No annotated image in the project: annotate some pairs first")
-            return False
-        chosen = {Path(p).absolute() for p in options.pop("val_images", ())}
-        if chosen:  # validation images are left out of training
-            pairs = list(zip(images, tables))
-            options["val_images"] = [p for p, _ in pairs if Path(p).absolute() in chosen]
-            options["val_vectors"] = [t for p, t in pairs if Path(p).absolute() in chosen]
-            images = [p for p, _ in pairs if Path(p).absolute() not in chosen]
-            tables = [t for p, t in pairs if Path(p).absolute() not in chosen]
-            if not images:
-                self.show_error("Keep at least one annotated image for training")
-                return False
-        name = name or time.strftime("model_%Y%m%d_%H%M%S")
-        outdir = self.project.root / "models" / name
-        channels = self.project.find_image(images[0]).channels if \
-            self.project.find_image(images[0]) else None
-        if options.get("synthetic"):  # pre-train on synthetic images, then fine-tune
-            from cellpol_core.synthetic.pretrain import train_with_synthetic as job
-        else:
-            job = train
-        started = self.jobs.start("Train", job, images, tables, outdir=outdir, epochs=epochs,
-                                  init=init, channels=channels, **options)
-        if started:
-            self._train_name = name
-            self.loss_history = {"epoch": [], "train": [], "val": []}
-            self.train_curve.setData([], [])
-            self.val_curve.setData([], [])
-            self.loss_dock.setWindowTitle("Training")
-            self.loss_dock.setVisible(True)
-            self._job_started("Train…")
-        return started
-
-    def make_train_dialog(self):
-        """The Train / fine-tune dialog for the project (None without a project)."""
-        from .train_dialog import TrainDialog
-
-        if self.project is None:
-            self.show_error("Training needs a project: File → New project")
-            return None
-        ndim = self.loaded.image.ndim if self.loaded is not None else 3
-        return TrainDialog(self.project, self.training_data()[0], ndim=ndim, parent=self)
-
-    def train_dialog(self):
-        dialog = self.make_train_dialog()
-        if dialog is not None and dialog.exec():
-            self.train(**dialog.kwargs())
-
-    def _job_started(self, text):
-        for action in self._job_actions:
-            action.setEnabled(False)
-        self.job_bar.setRange(0, 0)
-        self.job_bar.setFormat(text)
-        self.job_bar.setVisible(True)
-        self.job_cancel.setVisible(True)
-
-    def predict_model_dialog(self):
-        folder = QFileDialog.getExistingDirectory(self, "Model folder", self._last_dir)
-        if folder:
-            self.predict(model=folder)
-
-    def _job_progress(self, event):
-        if event.total:
-            self.job_bar.setRange(0, int(event.total))
-            self.job_bar.setValue(int(event.step))
-        text = f"{self.jobs.name}: {event.message}" if event.message else self.jobs.name
-        eta = event.data.get("eta_s")
-        if eta is not None:
-            eta_text = f"ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-            text += f" · {eta_text}"
-            if self.jobs.name == "Train":  # next to the loss curves
-                self.loss_dock.setWindowTitle(f"Training · {event.message} · {eta_text}")
-        self.job_bar.setFormat(text[:60])
-        if event.data.get("epoch_end"):
-            h = self.loss_history
-            h["epoch"].append(event.data.get("epoch", len(h["epoch"]) + 1))
-            h["train"].append(float(event.data.get("train_loss", np.nan)))
-            h["val"].append(float(event.data.get("val_loss", np.nan)))
-            self.train_curve.setData(h["epoch"], h["train"])  # updated in place
-            self.val_curve.setData(h["epoch"], h["val"])
+    def predict(self, *, model=None) -> bool:
+        return self.project_actions.predict(model=model)
 
     def predict_all(self, *, model=None) -> bool:
-        """Predict every project image in one worker job (Otsu when ``model`` is None).
+        return self.project_actions.predict_all(model=model)
 
-        Each CSV goes to ``<project>/predictions/`` and is recorded in the manifest.
-        """
-        from .batch_predict import predict_project
+    def train(self, **options) -> bool:
+        return self.project_actions.train(**options)
 
-        if self.project is None or not self.project.images:
-            self.show_error("Predicting all images needs a project with images")
-            return False
-        started = self.jobs.start("Predict all", predict_project, self.project, model=model)
-        if started:
-            self._job_started("Predict all…")
-        return started
+    def make_train_dialog(self):
+        return self.project_actions.make_train_dialog()
 
-    def predict_all_dialog(self):
-        from .batch_predict import choose_predictor
-
-        if self.project is None:
-            self.show_error("Predicting all images needs a project with images")
-            return
-        ok, model = choose_predictor(self, self.project)
-        if ok:
-            self.predict_all(model=model)
-
-    def _predicted_all(self, result):
-        for image, csv in result:
-            entry = self.project.find_image(image)
-            if entry is not None:
-                self.project.add_prediction(entry, csv, save=False)
-        self.project.save()
-        here = None if self.image_path is None else Path(self.image_path).absolute()
-        current = [csv for image, csv in result if Path(image).absolute() == here]
-        if current:
-            self.load_vectors(current[0])
-        self.statusBar().showMessage(f"Predicted {len(result)} images", 6000)
-
-    def _job_succeeded(self, result):
-        if self.jobs.name == "Predict all":
-            self._predicted_all(result)
-            return
-        if self.jobs.name == "Tune":
-            self._show_tune_report(result)
-            return
-        if self.jobs.name == "Train":
-            entry = self.project.add_model(self._train_name, Path(result))
-            self.statusBar().showMessage(f"Model saved: {entry.path}", 6000)
-            return
-        written = result
-        paths = [Path(p) for p in (written or [])]
-        if not paths:
-            return
-        if self._job_image != self.image_path:
-            return  # the user opened another image meanwhile
-        if self.project is not None and self.project_entry is not None:
-            self.project.add_prediction(self.project_entry, paths[0])
-        self.load_vectors(paths[0])
-        n = 0 if self.vectors is None else len(self.vectors)
-        self.statusBar().showMessage(f"Predicted {n} vectors → {paths[0].name}", 6000)
-
-    def _job_failed(self, message):
-        self.show_error(f"{self.jobs.name} failed: {message}")
-
-    def _job_finished(self):
-        for action in self._job_actions:
-            action.setEnabled(True)
-        self.job_bar.setVisible(False)
-        self.job_cancel.setVisible(False)
+    def tune(self, model, **options) -> bool:
+        return self.project_actions.tune(model, **options)
 
     def closeEvent(self, event):
         self.jobs.cancel()
@@ -925,58 +716,7 @@ class AnnotatorWindow(ViewerWindow):
         if index.isValid():
             self.pairs_table.scrollTo(index)
 
-    # ------------------------------------------------------------------ projects
-    def set_project(self, project):
-        """Use ``project`` (a :class:`~cellpol_app.project.Project`); None closes it."""
-        self.project = project
-        self.project_entry = None
-        if project is not None:
-            self._last_dir = str(project.root)
-
-    def open_project(self, folder) -> bool:
-        """Open the project in ``folder`` and its first image; errors go to a dialog."""
-        from .project import Project
-
-        try:
-            project = Project.load(folder)
-        except InputError as exc:
-            self.show_error(str(exc))
-            return False
-        self.set_project(project)
-        if project.images:
-            return self.load_image(project.image_path(project.images[0]), background=False)
-        if self.image_path is not None and self.loaded is not None:
-            self.set_loaded(self.loaded, path=self.image_path)
-        return True
-
-    def new_project(self, folder) -> bool:
-        """Create a project in ``folder``; the open image joins it."""
-        from .project import Project
-
-        try:
-            project = Project.create(folder)
-        except (InputError, OSError) as exc:
-            self.show_error(str(exc))
-            return False
-        self.set_project(project)
-        if self.loaded is not None and self.image_path is not None:
-            pairs = self.annotations.to_table()
-            self.set_loaded(self.loaded, path=self.image_path)
-            if len(pairs) and len(self.annotations) == 0:
-                self.annotations.replace_all(pairs)
-                self.annotations.save(self.annotations.autosave_path)
-        return True
-
-    def new_project_dialog(self):
-        folder = QFileDialog.getExistingDirectory(self, "New project folder", self._last_dir)
-        if folder:
-            self.new_project(folder)
-
-    def open_project_dialog(self):
-        folder = QFileDialog.getExistingDirectory(self, "Open project folder", self._last_dir)
-        if folder:
-            self.open_project(folder)
-
+    # ------------------------------------------------------------------ files
     def import_annotations(self, path) -> bool:
         """Replace the annotations with a CellPol or VAT CSV (then autosaved)."""
         from cellpol_core.io.vectors import read_vectors
@@ -1015,25 +755,25 @@ class AnnotatorWindow(ViewerWindow):
         return True
 
     def export_3d_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Export 3D view", self._last_dir,
+        path, _ = QFileDialog.getSaveFileName(self, "Export 3D view", self.last_dir,
                                               "PNG images (*.png)")
         if path:
             self.export_3d(path if path.lower().endswith(".png") else path + ".png")
 
     def export_views_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Export views", self._last_dir,
+        path, _ = QFileDialog.getSaveFileName(self, "Export views", self.last_dir,
                                               "PNG images (*.png)")
         if path:
             self.export_views(path if path.lower().endswith(".png") else path + ".png")
 
     def import_annotations_dialog(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Import annotations", self._last_dir,
+        path, _ = QFileDialog.getOpenFileName(self, "Import annotations", self.last_dir,
                                               CSV_FILTER)
         if path:
             self.import_annotations(path)
 
     def export_annotations_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Export annotations", self._last_dir,
+        path, _ = QFileDialog.getSaveFileName(self, "Export annotations", self.last_dir,
                                               CSV_FILTER)
         if path:
             self.export_annotations(Path(path))

@@ -4,9 +4,18 @@ A job is any generator function of :mod:`cellpol_core` that yields
 :class:`~cellpol_core.jobs.ProgressEvent` and takes ``cancel=``. The worker
 only runs the generator; results, progress and errors reach the GUI thread
 through queued Qt signals, so widgets are touched from the GUI thread only.
+
+Whoever starts a job gives its own handlers to :meth:`JobRunner.start`
+(``on_result``, ``on_progress``, ``on_error``, ``on_finished``): each job's
+result goes to the code that asked for it, whatever the job is called. The
+runner's signals report every job, for views that follow all of them (the
+status bar's progress bar, the docks' buttons).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, Signal
 
@@ -17,7 +26,7 @@ from . import _pyside_fix
 
 _pyside_fix.apply()
 
-__all__ = ["JobRunner", "error_text"]
+__all__ = ["JobRunner", "JobHandlers", "error_text"]
 
 
 class _WrappedRuntimeError(Exception):
@@ -48,21 +57,53 @@ def _drive(factory, args, kwargs, token):
     return result
 
 
+def _call(handler, *args):
+    if handler is not None:
+        handler(*args)
+
+
+@dataclass
+class JobHandlers:
+    """The caller's handlers of one job; each runs on the GUI thread.
+
+    Attributes
+    ----------
+    on_result : callable(result), optional
+        The job's return value, when it succeeded.
+    on_progress : callable(ProgressEvent), optional
+        Each event, before the runner's ``progress`` signal.
+    on_error : callable(str), optional
+        The one-line error message, when it failed (the runner's ``failed``
+        signal follows).
+    on_finished : callable(), optional
+        Last, after success, failure or cancellation.
+    """
+
+    on_result: Optional[Callable[[Any], None]] = None
+    on_progress: Optional[Callable[[Any], None]] = None
+    on_error: Optional[Callable[[str], None]] = None
+    on_finished: Optional[Callable[[], None]] = None
+
+
 class JobRunner(QObject):
     """Runs one job at a time.
+
+    When a job ends, :attr:`running` is already False, so a result handler
+    may start the next job. The end of a job is always reported, even when
+    a handler raises.
 
     Signals
     -------
     progress(object)
-        Each :class:`~cellpol_core.jobs.ProgressEvent`.
+        Each :class:`~cellpol_core.jobs.ProgressEvent`, after the job's ``on_progress``.
     succeeded(object)
-        The job's return value.
+        The job's return value, after its ``on_result``.
     failed(str)
-        A one-line error message.
+        A one-line error message, after the job's ``on_error``.
     cancelled()
         The job stopped at a cancel request.
     finished()
-        After any of the three above.
+        After any of the three above and the job's ``on_finished``.
     """
 
     progress = Signal(object)
@@ -75,16 +116,33 @@ class JobRunner(QObject):
         super().__init__(parent)
         self._worker = None
         self._token = None
+        self._handlers = JobHandlers()
+        self._outcome = None
         self.name = ""
 
     @property
     def running(self) -> bool:
         return self._worker is not None
 
-    def start(self, name: str, factory, *args, **kwargs) -> bool:
+    def start(self, name: str, factory, *args, on_result=None, on_progress=None, on_error=None,
+              on_finished=None, **kwargs) -> bool:
         """Run ``factory(*args, cancel=token, **kwargs)`` in a worker thread.
 
-        Returns False (and starts nothing) when a job is already running.
+        Parameters
+        ----------
+        name : str
+            Shown in the progress bar and in messages ("Predict", "Train"...).
+        factory : generator function
+            The job.
+        *args, **kwargs
+            The job's arguments.
+        on_result, on_progress, on_error, on_finished : callable, optional
+            This job's handlers (see :class:`JobHandlers`).
+
+        Returns
+        -------
+        bool
+            False (and nothing started) when a job is already running.
         """
         from superqt.utils import create_worker
 
@@ -92,10 +150,12 @@ class JobRunner(QObject):
             return False
         self.name = name
         self._token = CancelToken()
+        self._handlers = JobHandlers(on_result, on_progress, on_error, on_finished)
+        self._outcome = None
         worker = create_worker(_drive, factory, args, kwargs, self._token,
                                _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self.progress.emit)
-        worker.returned.connect(self.succeeded.emit)
+        worker.yielded.connect(self._yielded)
+        worker.returned.connect(self._returned)
         worker.errored.connect(self._errored)
         worker.finished.connect(self._finished)
         self._worker = worker
@@ -107,13 +167,32 @@ class JobRunner(QObject):
         if self._token is not None:
             self._token.cancel()
 
+    def _yielded(self, event):
+        _call(self._handlers.on_progress, event)
+        self.progress.emit(event)
+
+    def _returned(self, result):
+        self._outcome = ("result", result)
+
     def _errored(self, exc):
-        if isinstance(exc, Cancelled):
-            self.cancelled.emit()
-        else:
-            self.failed.emit(error_text(exc))
+        self._outcome = ("cancelled", None) if isinstance(exc, Cancelled) else \
+            ("error", error_text(exc))
 
     def _finished(self):
-        self._worker = None
-        self._token = None
-        self.finished.emit()
+        # The worker's signals arrive in order: its result or error came first.
+        handlers, outcome = self._handlers, self._outcome
+        self._worker = self._token = self._outcome = None
+        self._handlers = JobHandlers()
+        kind, value = outcome or ("cancelled", None)
+        try:
+            if kind == "result":
+                _call(handlers.on_result, value)
+                self.succeeded.emit(value)
+            elif kind == "error":
+                _call(handlers.on_error, value)
+                self.failed.emit(value)
+            else:
+                self.cancelled.emit()
+            _call(handlers.on_finished)
+        finally:
+            self.finished.emit()

@@ -1,7 +1,7 @@
 """The Synthetic data dock: mask dictionary, Vox2Vox GAN, synthetic images, pre-training.
 
-Four steps on the open project (METHOD.md §4), one group each, all files
-under ``<project>/synthetic/``::
+Four steps on the open project, one group each, all files under
+``<project>/synthetic/``::
 
     synthetic/
         dictionary.npz      1. the mask dictionary of the annotated objects
@@ -13,16 +13,14 @@ training job with the synthetic folder: pre-training on it into
 ``models/<name>_synthetic`` then fine-tuning on the annotations, or training
 on the synthetic images alone (:mod:`cellpol_core.synthetic.pretrain`).
 
-Steps 1–3 run in the window's JobRunner (one job at a time, progress in the
-status bar and in the dock, Cancel). Their jobs return None and hand their
-result to the panel in a last event (``data[RESULT]``), so the window's own
-result handlers leave them alone (as the Analysis dock's report does), and
-the GAN's epoch-end marker is renamed so that the window's loss plot, which is
-for model training, ignores GAN epochs. The preview (a real slice, the label
-mask made from its annotations and the generator's image of that mask) is
-computed in the worker too: during GAN training after every
-:data:`PREVIEW_EVERY`-th epoch and the last (from the ``generator.pt`` that
-epoch wrote), and by *Preview*.
+Steps 1–3 are the engine's jobs of :mod:`cellpol_core.synthetic.workflow`,
+run through the window's jobs (:class:`cellpol_app.host.WindowServices`: one
+job at a time, progress in the status bar and in the dock, Cancel), each
+with the panel's own progress and result handlers. The preview (a real
+slice, the label mask made from its annotations and the generator's image of
+that mask) is computed in the worker too: during GAN training after every
+:data:`~cellpol_core.synthetic.workflow.PREVIEW_EVERY`-th epoch and the last,
+and by *Preview*.
 
 The device field offers ``cuda`` only once the window's background device
 detection (:func:`cellpol_app.viewer.compute_device_label`) has found a CUDA GPU.
@@ -30,7 +28,6 @@ detection (:func:`cellpol_app.viewer.compute_device_label`) has found a CUDA GPU
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -57,308 +54,31 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cellpol_core.errors import InputError
-from cellpol_core.jobs import ProgressEvent
+from cellpol_core.defaults import DEVICES
+from cellpol_core.synthetic.workflow import (
+    dictionary_counts,
+    dictionary_job,
+    gan_folder_state,
+    gan_job,
+    generate_job,
+    preview_job,
+    synthetic_count,
+)
 
 __all__ = [
     "SyntheticPanel",
     "install_synthetic_panel",
-    "panel_job",
-    "dictionary_job",
-    "gan_job",
-    "gan_preview",
-    "LivePreview",
+    "show_synthetic",
     "DeviceCombo",
     "cuda_offered",
-    "preview_job",
-    "generate_job",
-    "dictionary_counts",
-    "synthetic_count",
-    "RESULT",
+    "PreviewTile",
 ]
 
 SYNTHETIC_DIR = "synthetic"
 DICTIONARY_FILE = "dictionary.npz"
 GAN_DIR = "gan"
 PATCHES_DIR = "patches"
-#: Key of the last event's data that carries a panel job's result.
-RESULT = "synthetic_result"
-DEVICES = ("auto", "cpu", "cuda")
-#: Live preview during GAN training after every this many epochs (and the last).
-PREVIEW_EVERY = 5
 TILE_PX = 128
-
-
-# ----------------------------------------------------------------------------- jobs (worker side)
-
-def panel_job(factory, *args, cancel=None, **kwargs):
-    """Run ``factory``'s job, hand its result over in a last event, return None.
-
-    The window treats the result of a job it does not know as prediction
-    files; a job returning None is left alone. GAN epoch ends are passed on as
-    ``data["gan_epoch_end"]`` so the window's model-training loss plot skips them.
-    """
-    job = factory(*args, cancel=cancel, **kwargs)
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        if "epoch_end" in event.data:
-            data = dict(event.data)
-            data["gan_epoch_end"] = data.pop("epoch_end")
-            event = ProgressEvent(event.stage, event.step, event.total, event.message, data)
-        yield event
-    yield ProgressEvent("done", 1, 1, message="done", data={RESULT: result})
-
-
-def dictionary_job(images, vectors, *, path, channels=None, cancel=None):
-    """Build the mask dictionary of annotated images and save it to ``path``.
-
-    Returns ``{"start": n, "end": n, "structures": (str, str), "path": str}``.
-    """
-    from cellpol_core.synthetic.masks import build_mask_dictionary
-
-    yield ProgressEvent("dictionary", 0, 1, message=f"masks of {len(images)} annotated images")
-    dictionary = build_mask_dictionary(images, vectors, channels=channels)
-    if cancel is not None:
-        cancel.check()
-    if not dictionary.start or not dictionary.end:
-        raise InputError("no object masks could be made from the annotations (flat images?)")
-    dictionary.save(path)
-    counts = {"start": len(dictionary.start), "end": len(dictionary.end),
-              "structures": tuple(dictionary.structures), "path": str(path)}
-    yield ProgressEvent("dictionary", 1, 1,
-                        message=f"{counts['start']} + {counts['end']} masks")
-    return counts
-
-
-def dictionary_counts(path):
-    """(start masks, end masks, structure names) of a saved dictionary, or None.
-
-    Reads only the JSON metadata, not the masks.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-        return (len(meta["start_offsets"]), len(meta["end_offsets"]),
-                tuple(meta.get("structures", ("start", "end"))))
-    except Exception:  # a broken file counts as none; rebuilding replaces it
-        return None
-
-
-def synthetic_count(folder) -> int:
-    """Number of synthetic images with their vector CSV in ``folder``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    return sum(1 for f in folder.glob("synthetic_*.ome.tif")
-               if (folder / f.name.replace(".ome.tif", "_vectors.csv")).is_file())
-
-
-def _preview_source(cfg, image, vectors, *, channels=None, size_multiple=16, seed=0) -> dict:
-    """The fixed half of a preview: the GAN's patch of ``image`` and its label mask.
-
-    The patch is centred on the first annotated pair; ``z`` is the slice
-    through that pair's start centroid (None in 2D). Returns ``mask`` (0/1)
-    and ``real`` ((2, *patch) float32 arrays), ``z``, ``voxel_size`` and ``image``.
-    """
-    from cellpol_core.synthetic.masks import DEFAULT_BOX_UM, image_object_masks, load_annotated
-    from cellpol_core.detection.train import TrainingImage, crop_patch, prepare_image
-
-    (img, table, ch), = load_annotated([image], [vectors], channels=channels)
-    dims = int(cfg["generator"]["spatial_dims"])
-    if img.ndim != dims:
-        raise InputError(f"the GAN is {dims}D but this image is {img.ndim}D", image)
-    vs = tuple(float(v) for v in cfg["voxel_size_zyx_um"])
-    box = tuple(tuple(b) for b in cfg.get("box_um", DEFAULT_BOX_UM))
-    item = prepare_image(img, table, channels=ch, voxel_size=vs, name=str(image))
-    mask = image_object_masks(item.data, item.vectors, voxel_size=vs, box_um=box)[2]
-    m = int(size_multiple)
-    patch = np.array([max(m, -(-int(p) // m) * m) for p in cfg["patch_size_zyx"]])
-    shape = np.asarray(item.spatial_shape)
-    centre = item.vectors.start[0][-dims:] if len(item.vectors) else (shape - 1) / 2.0
-    origin = np.clip(np.round(centre - patch / 2.0).astype(int), 0, np.maximum(shape - patch, 0))
-    both = TrainingImage(np.concatenate([mask.astype(np.float32), item.data]), item.vectors)
-    cut, _ = crop_patch(both, tuple(int(o) for o in origin), tuple(int(p) for p in patch),
-                        np.random.default_rng(seed))
-    z = None
-    if dims == 3:
-        z = int(np.clip(round(float(centre[0]) - origin[0]), 0, patch[0] - 1))
-    # Crop padding is faint noise; the mask channels are 0/1.
-    return {"mask": (cut[:2] > 0.5).astype(np.float32), "real": np.clip(cut[2:], 0.0, 1.0),
-            "z": z, "voxel_size": vs, "image": str(image)}
-
-
-def _render_preview(gen, dev, source) -> dict:
-    """Run ``gen`` (eval mode) on a :func:`_preview_source`; the :func:`gan_preview` dict."""
-    import torch
-
-    from cellpol_core.synthetic.gan import ssim
-    from cellpol_core.detection.network import autocast_context
-
-    msk, real = source["mask"], source["real"]
-    with torch.inference_mode(), autocast_context(dev):
-        fake = gen(torch.from_numpy(msk)[None].to(dev))[0].float().cpu().numpy()
-    try:
-        score = ssim(real, fake)
-    except ValueError:  # a patch too small for the SSIM window
-        score = None
-    z = source["z"]
-    if z is not None:
-        msk, real, fake = msk[:, z], real[:, z], fake[:, z]
-    return {"mask": msk, "real": real, "fake": np.clip(fake, 0.0, 1.0), "z": z,
-            "voxel_size": source["voxel_size"], "ssim": score, "image": source["image"]}
-
-
-def gan_preview(gan_dir, image, vectors, *, channels=None, device="auto", seed=0) -> dict:
-    """A real patch, its label mask and the generator's image of that mask.
-
-    The patch (the GAN's training patch) is centred on the first annotated
-    pair of ``image``; the slice through that pair's start centroid is kept.
-
-    Returns
-    -------
-    dict
-        ``mask``, ``real``, ``fake``: (2, Y, X) float arrays in [0, 1];
-        ``z`` (slice index in the patch, None in 2D), ``voxel_size``,
-        ``ssim`` (of the whole patch, None when too small) and ``image``.
-    """
-    import torch
-
-    from cellpol_core.synthetic.gan import load_gan
-    from cellpol_core.detection.network import select_device
-
-    dev = select_device(device)
-    gen, cfg, _ = load_gan(gan_dir, device=dev)
-    source = _preview_source(cfg, image, vectors, channels=channels,
-                             size_multiple=gen.size_multiple(), seed=seed)
-    torch.manual_seed(seed)
-    return _render_preview(gen, dev, source)
-
-
-class LivePreview:
-    """Previews of a GAN folder during its training, in the training's worker.
-
-    The first call reads the config, builds the generator and cuts the
-    preview patch; every call then reloads ``generator.pt`` (which
-    :func:`cellpol_core.synthetic.gan.train_gan` writes before its epoch-end event) and
-    renders. torch's global random state is left as it was (the generator is
-    built on a copy of it and runs in eval mode), so previews do not change
-    the training.
-    """
-
-    def __init__(self, gan_dir, image, vectors, *, channels=None, device="auto"):
-        self.gan_dir = Path(gan_dir)
-        self.image, self.vectors, self.channels, self.device = image, vectors, channels, device
-        self._gen = self._dev = self._source = None
-
-    def __call__(self) -> dict:
-        import torch
-
-        from cellpol_core.synthetic.gan import GENERATOR_FILE, UNetGenerator, read_gan_config
-        from cellpol_core.detection.model import load_state
-        from cellpol_core.detection.network import select_device
-
-        if self._gen is None:
-            cfg = read_gan_config(self.gan_dir)
-            self._dev = select_device(self.device)
-            # Building a network draws its initial weights from torch's global
-            # random state, which the training goes on using: draw from a copy.
-            with torch.random.fork_rng(devices=[]):
-                gen = UNetGenerator(**cfg["generator"])
-            self._source = _preview_source(cfg, self.image, self.vectors, channels=self.channels,
-                                           size_multiple=gen.size_multiple())
-            self._gen = gen.eval().to(self._dev)
-        self._gen.load_state_dict(load_state(self.gan_dir / GENERATOR_FILE))
-        return _render_preview(self._gen, self._dev, self._source)
-
-
-def preview_job(gan_dir, image, vectors, *, channels=None, device="auto", cancel=None):
-    """:func:`gan_preview` as a job."""
-    yield ProgressEvent("preview", 0, 1, message=f"preview of {Path(image).name}")
-    if cancel is not None:
-        cancel.check()
-    return gan_preview(gan_dir, image, vectors, channels=channels, device=device)
-
-
-def gan_job(images, vectors, *, outdir, channels=None, preview_index=0, device="auto",
-            preview_every=PREVIEW_EVERY, cancel=None, **options):
-    """Train the GAN (:func:`cellpol_core.synthetic.gan.train_gan`) with live previews.
-
-    After the end of every ``preview_every``-th epoch and of the last one
-    (0: the last one only), the preview of ``images[preview_index]``
-    (:func:`gan_preview`, computed here in the worker) follows in an event
-    whose ``data`` holds ``gan_preview`` (the preview dict, with ``epoch``).
-    A (Z, Y, X) ``patch`` loses its Z for 2D images (the panel's fields
-    follow the open image, which may not be the project's kind). Returns
-    ``{"gan_dir": str, "preview": dict}`` (the preview of the final generator).
-    """
-    from cellpol_core.synthetic.gan import train_gan
-    from cellpol_core.io.image import read_image
-
-    patch = options.get("patch")
-    if patch is not None and len(patch) == 3 and not options.get("resume"):
-        if read_image(images[0], lazy=True).ndim == 2:
-            options["patch"] = tuple(patch[1:])
-    k = min(max(int(preview_index), 0), len(images) - 1)
-    live = LivePreview(outdir, images[k], vectors[k], channels=channels, device=device)
-    every = max(int(preview_every or 0), 0)
-    job = train_gan(images, vectors, outdir=outdir, channels=channels, device=device,
-                    cancel=cancel, **options)
-    final = None  # the preview of the last epoch's generator
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            out = stop.value
-            break
-        yield event
-        if not event.data.get("epoch_end"):
-            continue
-        epoch, last = int(event.data["epoch"]), event.step >= event.total
-        if not (last or (every and epoch % every == 0)):
-            continue
-        if cancel is not None and cancel.cancelled:
-            continue  # stop promptly: the next step checks the token
-        try:
-            preview = dict(live(), epoch=epoch)
-        except Exception:  # a preview is only a view: it must not end the training
-            continue
-        final = preview if last else None
-        yield ProgressEvent(event.stage, event.step, event.total, event.message,
-                            {"gan_preview": preview, "epoch": epoch})
-    if final is None:
-        yield ProgressEvent("preview", 0, 1, message="preview")
-        final = dict(gan_preview(out, images[k], vectors[k], channels=channels, device=device),
-                     epoch=_last_epoch(out))
-    return {"gan_dir": str(out), "preview": final}
-
-
-def _last_epoch(gan_dir):
-    """Epochs logged in a GAN folder (None when unreadable)."""
-    log = _read_log(Path(gan_dir) / "training_log.csv")
-    return log[-1]["epoch"] if log else None
-
-
-def generate_job(gan_dir, *, n, outdir, cancel=None, **options):
-    """Replace the synthetic images of ``outdir`` with ``n`` new ones.
-
-    Earlier ``synthetic_*`` files are removed first: training reads the
-    whole folder. Returns the image paths.
-    """
-    from cellpol_core.synthetic.gan import generate
-
-    outdir = Path(outdir)
-    if outdir.is_dir():
-        for f in list(outdir.glob("synthetic_*.ome.tif")) + list(
-                outdir.glob("synthetic_*_vectors.csv")):
-            f.unlink()
-    return (yield from generate(gan_dir, n=n, outdir=outdir, cancel=cancel, **options))
 
 
 # ----------------------------------------------------------------------------- widgets
@@ -489,17 +209,16 @@ class SyntheticPanel(QWidget):
 
     Parameters
     ----------
-    window : AnnotatorWindow
+    window : cellpol_app.host.WindowServices
         Gives the project, its annotated images (``training_data``), the
-        JobRunner, error dialogs and the training job.
+        jobs, messages and the training job.
     """
 
     def __init__(self, window, parent=None):
         super().__init__(parent)
         self.window = window
-        self._pending = None  # (job name, result handler) of the panel's running job
+        self._running = None  # the name of the panel's running job
         self._pretrained = None  # (project, model name, folder) while pre-training runs
-        self._result = None
         self._annotated = ([], [])
         self.last_preview = None
         self.gan_history = {"epoch": [], "d_loss": [], "l1": []}
@@ -543,9 +262,8 @@ class SyntheticPanel(QWidget):
         layout.addWidget(scroll, 1)
         layout.addLayout(bottom)
 
-        jobs = window.jobs
-        jobs.progress.connect(self._sync_busy)
-        jobs.finished.connect(self.refresh)
+        # Any job (the window's too) locks the buttons; its end may bring new files.
+        window.job_busy_changed.connect(lambda busy: self._sync_busy() if busy else self.refresh())
         self.refresh()
 
     # ------------------------------------------------------------------ building
@@ -719,33 +437,15 @@ class SyntheticPanel(QWidget):
 
     @property
     def busy(self) -> bool:
-        return self.window.jobs.running
+        return self.window.job_running
 
     def ndim(self) -> int:
         loaded = getattr(self.window, "loaded", None)
         return loaded.image.ndim if loaded is not None else 3
 
     def gan_state(self) -> dict:
-        """``trained`` (generator weights), ``epochs`` done, ``checkpoint``, ``config``."""
-        out = {"trained": False, "epochs": 0, "checkpoint": False, "config": None,
-               "log": []}
-        gan = self.gan_dir
-        if gan is None or not gan.is_dir():
-            return out
-        # Plain JSON and CSV reads: importing the GAN module would load torch here.
-        try:
-            cfg = json.loads((gan / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return out
-        if not isinstance(cfg, dict) or cfg.get("kind") != "cellpol-gan" or \
-                not isinstance(cfg.get("patch_size_zyx"), list):
-            return out
-        out["config"] = cfg
-        out["trained"] = (gan / "generator.pt").is_file() and (gan / "masks.npz").is_file()
-        out["checkpoint"] = (gan / "checkpoint_last.pt").is_file()
-        out["log"] = _read_log(gan / "training_log.csv")
-        out["epochs"] = len(out["log"])
-        return out
+        """The GAN folder's :func:`~cellpol_core.synthetic.workflow.gan_folder_state`."""
+        return gan_folder_state(self.gan_dir)
 
     def refresh(self):
         """Re-read the project's synthetic folder; set the labels and the buttons."""
@@ -765,9 +465,7 @@ class SyntheticPanel(QWidget):
         else:
             s, e, names = counts
             self.dictionary_label.setText(f"<b>{s}</b> {names[0]} · <b>{e}</b> {names[1]} masks")
-        state = self.gan_state() if project is not None else {"trained": False, "epochs": 0,
-                                                                "checkpoint": False, "log": [],
-                                                                "config": None}
+        state = self.gan_state()
         self._show_gan_state(state)
         n_patches = synthetic_count(self.patches_dir) if project is not None else 0
         self.patches_label.setText(
@@ -797,7 +495,7 @@ class SyntheticPanel(QWidget):
                                 if state["checkpoint"] else "Resume from the last checkpoint")
         if not state["checkpoint"]:
             self.resume_box.setChecked(False)
-        if self._pending is None:  # during training the live curve is shown
+        if self._running is None:  # during training the live curve is shown
             log = state["log"]
             self.gan_history = {"epoch": [r["epoch"] for r in log],
                                 "d_loss": [r["d_loss"] for r in log],
@@ -834,7 +532,7 @@ class SyntheticPanel(QWidget):
         self.preview_button.setEnabled(idle and has and st["trained"])
         self.generate_button.setEnabled(idle and st["trained"])
         self.train_button.setEnabled(idle and has and st["patches"] > 0)
-        self.cancel_button.setEnabled(self._pending is not None)
+        self.cancel_button.setEnabled(self._running is not None)
         for spin in self.patch_spins.values():
             spin.setEnabled(not self.resume_box.isChecked())
 
@@ -871,70 +569,47 @@ class SyntheticPanel(QWidget):
             return False
         return True
 
-    def _start(self, name, handler, factory, *args, **kwargs) -> bool:
-        jobs = self.window.jobs
-        if jobs.running:
-            self.window.show_error(f"{jobs.name or 'A job'} is running: wait for it or cancel it")
+    def _start(self, name, factory, *args, on_result, on_progress=None, **kwargs) -> bool:
+        """Run one of the panel's jobs with its result (and progress) handler."""
+        host = self.window
+        if host.job_running:
+            host.show_error(f"{host.job_name or 'A job'} is running: wait for it or cancel it")
             return False
-        self._result = None
-        if not jobs.start(name, panel_job, factory, *args, **kwargs):
+
+        def progress(event):
+            self._show_progress(name, event)
+            if on_progress is not None:
+                on_progress(event)
+
+        if not host.start_job(name, factory, *args, on_result=on_result, on_progress=progress,
+                              on_finished=self._job_ended, **kwargs):
             return False
-        self._pending = (name, handler)
-        jobs.progress.connect(self._on_progress)
-        jobs.finished.connect(self._on_finished)
-        started = getattr(self.window, "_job_started", None)
-        if started is not None:
-            started(f"{name}…")
+        self._running = name
         self.progress.setRange(0, 0)
         self.progress.setFormat(f"{name}…")
         self._sync_busy()
         return True
 
-    def _on_progress(self, event):
-        if RESULT in event.data:
-            self._result = event.data[RESULT]
-            return
+    def _show_progress(self, name, event):
         if event.total:
             self.progress.setRange(0, int(event.total))
             self.progress.setValue(int(event.step))
-        name = self._pending[0] if self._pending else ""
         self.progress.setFormat(f"{name}: {event.message}" if event.message else name)
-        if "gan_preview" in event.data:  # computed in the worker after an epoch
-            self.show_preview(event.data["gan_preview"])
-        elif event.data.get("gan_epoch_end"):
-            h = self.gan_history
-            h["epoch"].append(int(event.data["epoch"]))
-            h["d_loss"].append(float(event.data["d_loss"]))
-            h["l1"].append(float(event.data["l1"]))
-            self._plot_history()
-            self.gan_label.setText(f"Training: epoch <b>{h['epoch'][-1]}</b> done · "
-                                   f"L1 {h['l1'][-1]:.4f}")
-        elif event.stage == "gan" and "patch_size" in event.data:
-            # First event of a run: a resumed run keeps its logged epochs.
-            keep = int(event.data.get("epoch", 0))
-            self.gan_history = {k: v[:keep] for k, v in self.gan_history.items()}
-            self._plot_history()
 
-    def _on_finished(self):
-        jobs = self.window.jobs
-        jobs.progress.disconnect(self._on_progress)
-        jobs.finished.disconnect(self._on_finished)
-        (_, handler), self._pending = self._pending, None
-        result, self._result = self._result, None
+    def _job_ended(self):
+        self._running = None
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("")
-        if result is not None:
-            handler(result)
         self.refresh()
 
     def cancel(self):
         """Stop the panel's running job at its next check."""
-        if self._pending is not None:
-            self.window.jobs.cancel()
+        if self._running is not None:
+            self.window.cancel_job()
 
     def _message(self, text):
-        self.window.statusBar().showMessage(text, 6000)
+        self.window.show_message(text)
 
     # ------------------------------------------------------------------ 1. dictionary
     def build_dictionary(self) -> bool:
@@ -942,8 +617,9 @@ class SyntheticPanel(QWidget):
         if not self._need_annotations():
             return False
         images, tables = self._annotated
-        return self._start("Mask dictionary", self._dictionary_done, dictionary_job, images,
-                           tables, path=self.dictionary_path, channels=self._channels(images[0]))
+        return self._start("Mask dictionary", dictionary_job, images, tables,
+                           path=self.dictionary_path, channels=self._channels(images[0]),
+                           on_result=self._dictionary_done)
 
     def _dictionary_done(self, counts):
         names = counts["structures"]
@@ -976,7 +652,7 @@ class SyntheticPanel(QWidget):
 
         ``overrides`` replace or add :func:`cellpol_core.synthetic.gan.train_gan`
         options (``epochs``, ``patch``, ``steps_per_epoch``, ``base_filters``...),
-        or set :func:`gan_job`'s ``preview_every`` (default :data:`PREVIEW_EVERY`).
+        or set :func:`~cellpol_core.synthetic.workflow.gan_job`'s ``preview_every``.
         """
         if not self._need_annotations():
             return False
@@ -991,9 +667,27 @@ class SyntheticPanel(QWidget):
                                        f"{done} to continue it")
                 return False
         images, tables = self._annotated
-        return self._start("GAN training", self._gan_done, gan_job, images, tables,
-                           outdir=self.gan_dir, channels=self._channels(images[0]),
-                           preview_index=self._preview_index(images), **options)
+        return self._start("GAN training", gan_job, images, tables, outdir=self.gan_dir,
+                           channels=self._channels(images[0]),
+                           preview_index=self._preview_index(images), **options,
+                           on_result=self._gan_done, on_progress=self._gan_progress)
+
+    def _gan_progress(self, event):
+        if "gan_preview" in event.data:  # computed in the worker after an epoch
+            self.show_preview(event.data["gan_preview"])
+        elif event.data.get("epoch_end"):
+            h = self.gan_history
+            h["epoch"].append(int(event.data["epoch"]))
+            h["d_loss"].append(float(event.data["d_loss"]))
+            h["l1"].append(float(event.data["l1"]))
+            self._plot_history()
+            self.gan_label.setText(f"Training: epoch <b>{h['epoch'][-1]}</b> done · "
+                                   f"L1 {h['l1'][-1]:.4f}")
+        elif event.stage == "gan" and "patch_size" in event.data:
+            # First event of a run: a resumed run keeps its logged epochs.
+            keep = int(event.data.get("epoch", 0))
+            self.gan_history = {k: v[:keep] for k, v in self.gan_history.items()}
+            self._plot_history()
 
     def _train_gan_clicked(self):
         state = self.gan_state()
@@ -1010,7 +704,8 @@ class SyntheticPanel(QWidget):
         self._message(f"GAN saved in {self.project.relative(result['gan_dir'])}")
 
     def preview(self, *, device=None) -> bool:
-        """Compute a preview of the trained GAN in the worker (see :func:`gan_preview`)."""
+        """Compute a preview of the trained GAN in the worker (see
+        :func:`~cellpol_core.synthetic.workflow.gan_preview`)."""
         if not self._need_annotations():
             return False
         if not self.gan_state()["trained"]:
@@ -1018,12 +713,14 @@ class SyntheticPanel(QWidget):
             return False
         images, tables = self._annotated
         k = self._preview_index(images)
-        return self._start("GAN preview", self.show_preview, preview_job, self.gan_dir,
-                           images[k], tables[k], channels=self._channels(images[k]),
-                           device=device or self.gan_device.currentText())
+        return self._start("GAN preview", preview_job, self.gan_dir, images[k], tables[k],
+                           channels=self._channels(images[k]),
+                           device=device or self.gan_device.currentText(),
+                           on_result=self.show_preview)
 
     def show_preview(self, preview: dict):
-        """Show a :func:`gan_preview` result (``epoch``: optional) in the three tiles."""
+        """Show a :func:`~cellpol_core.synthetic.workflow.gan_preview` result (``epoch``:
+        optional) in the three tiles."""
         self.last_preview = preview
         colors = getattr(self.window, "channel_colors", ("#3ce63c", "#ff3c3c"))
         vs = preview["voxel_size"]
@@ -1055,8 +752,8 @@ class SyntheticPanel(QWidget):
             self.window.show_error("Train the GAN first (step 2)")
             return False
         options = dict(self.generate_options(), **overrides)
-        return self._start("Synthetic images", self._generated, generate_job, self.gan_dir,
-                           outdir=self.patches_dir, **options)
+        return self._start("Synthetic images", generate_job, self.gan_dir,
+                           outdir=self.patches_dir, **options, on_result=self._generated)
 
     def _generate_clicked(self):
         n = synthetic_count(self.patches_dir)
@@ -1126,13 +823,12 @@ class SyntheticPanel(QWidget):
             options["synthetic_only"] = True
         else:
             options["synthetic_epochs"] = self.synthetic_epochs.value()
-        started = self.window.train(synthetic=str(self.patches_dir), **options)
+        started = self.window.train(synthetic=str(self.patches_dir), **options,
+                                    on_progress=self._watch_pretraining,
+                                    on_finished=self._stop_watching)
         if started and not self.synthetic_only():
             folder = pretrain_dir(self.project.root / "models" / options["name"])
             self._pretrained = (self.project, folder.name, folder)
-            jobs = self.window.jobs
-            jobs.progress.connect(self._watch_pretraining)
-            jobs.finished.connect(self._stop_watching)
         self._sync_busy()
         return started
 
@@ -1144,20 +840,7 @@ class SyntheticPanel(QWidget):
         project.add_model(name, folder)
 
     def _stop_watching(self):
-        jobs = self.window.jobs
-        jobs.progress.disconnect(self._watch_pretraining)
-        jobs.finished.disconnect(self._stop_watching)
         self._pretrained = None
-
-
-def _read_log(path) -> list:
-    """Rows (epoch, d_loss, g_loss, l1) of a GAN training_log.csv; [] when absent or broken."""
-    from cellpol_core.detection.train import read_training_log  # torch-free at import
-
-    try:
-        return read_training_log(path, ("epoch", "d_loss", "g_loss", "l1"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
 
 
 def install_synthetic_panel(window) -> SyntheticPanel:

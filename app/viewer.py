@@ -398,7 +398,8 @@ class ViewerWindow(QMainWindow):
         self.loaded = loaded
         self.image_path = Path(path) if path is not None else None
         self.set_vectors(None)
-        self._last_dir = str(self.image_path.parent) if self.image_path else self._last_dir
+        if self.image_path is not None:
+            self.remember_dir(self.image_path.parent)
         self.setWindowTitle(f"CellPol — {self.image_path.name}" if self.image_path else "CellPol")
         vs = self.voxel_size
         # Screen pixels per x voxel over per y voxel.
@@ -451,18 +452,31 @@ class ViewerWindow(QMainWindow):
 
     # ------------------------------------------------------------------ dialogs
     def open_image_dialog(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", self._last_dir, IMAGE_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.last_dir, IMAGE_FILTER)
         if path:
             self.load_image(path)
 
     def open_vectors_dialog(self):
-        start = str(self.image_path.parent) if self.image_path else self._last_dir
+        start = str(self.image_path.parent) if self.image_path else self.last_dir
         path, _ = QFileDialog.getOpenFileName(self, "Open vectors CSV", start, CSV_FILTER)
         if path:
             self.load_vectors(path)
 
     def show_error(self, message: str):
         QMessageBox.critical(self, "CellPol", message)
+
+    def show_message(self, text: str, msecs: int = 6000):
+        """A status-bar message for ``msecs`` milliseconds."""
+        self.statusBar().showMessage(text, msecs)
+
+    @property
+    def last_dir(self) -> str:
+        """Where file dialogs start: the folder the user last used."""
+        return self._last_dir
+
+    def remember_dir(self, path):
+        """Start the next file dialogs in ``path`` (a folder)."""
+        self._last_dir = str(path)
 
     def show_about(self):
         QMessageBox.about(

@@ -209,9 +209,8 @@ def test_dictionary_gan_preview_generate(qtbot, tmp_path, errors):
     assert not errors
     gan = root / "gan"
     assert (gan / "generator.pt").is_file() and (gan / "checkpoint_last.pt").is_file()
-    # The window's model-training loss plot did not get the GAN's epoch.
-    assert not any("epoch_end" in e.data for e in seen)
-    assert any(e.data.get("gan_epoch_end") for e in seen)
+    # The GAN's epoch ends went to the dock, not to the window's model-training loss plot.
+    assert any(e.stage == "gan" and e.data.get("epoch_end") for e in seen)
     assert w.loss_history["epoch"] == []
     assert panel.gan_history["epoch"] == [1] and len(panel.d_curve.xData) == 1
     for tile in (panel.mask_tile, panel.real_tile, panel.fake_tile):
@@ -268,7 +267,7 @@ def test_live_preview_during_gan_training(qtbot, tmp_path, errors):
             seen.append(("preview", event.data["epoch"], panel.last_preview is
                          event.data["gan_preview"], panel.preview_label.text(),
                          panel.fake_tile.has_image(), panel.busy))
-        elif event.data.get("gan_epoch_end"):
+        elif event.data.get("epoch_end"):
             seen.append(("epoch", event.data["epoch"], panel.gan_label.text()))
         elif event.stage == "preview":
             seen.append(("final preview",))
@@ -287,36 +286,6 @@ def test_live_preview_during_gan_training(qtbot, tmp_path, errors):
     # The last live preview is the final one: not computed again after training.
     assert panel.last_preview["epoch"] == 2 and panel.last_preview["fake"].shape == (2, 32, 32)
     assert "epoch 2" in panel.preview_label.text()
-
-
-def test_live_previews_leave_gan_training_unchanged(tmp_path):
-    import torch
-
-    from cellpol_app.synthetic_panel import gan_job
-    from cellpol_core.io.vectors import write_vectors
-
-    p = generate_phantom(shape=(64, 64), ndim=2, seed=0)
-    image, csv = tmp_path / "flat.ome.tif", tmp_path / "flat_vectors.csv"
-    write_ome_tiff(image, p.image, voxel_size=p.voxel_size, channel_names=list(p.channel_names))
-    write_vectors(csv, p.vectors, voxel_size=p.voxel_size)
-    runs = {}
-    for every in (1, 0):
-        events = []
-        out = run_job(gan_job([image], [csv], outdir=tmp_path / f"gan{every}", preview_every=every,
-                              **dict(TINY_GAN, epochs=2, patch=(32, 32))), events.append)
-        live = [e.data["gan_preview"]["epoch"] for e in events if "gan_preview" in e.data]
-        runs[every] = (out, live, (tmp_path / f"gan{every}" / "training_log.csv").read_text(),
-                       torch.load(tmp_path / f"gan{every}" / "generator.pt", weights_only=True))
-    assert runs[1][1] == [1, 2] and runs[0][1] == [2]  # every epoch / the last one only
-    # Same losses and weights with or without the previews in between.
-    strip = [[c for c in row.split(",")[:4]] for row in runs[1][2].splitlines()]
-    assert strip == [[c for c in row.split(",")[:4]] for row in runs[0][2].splitlines()]
-    for key, value in runs[1][3].items():
-        assert torch.equal(value, runs[0][3][key]), key
-    for every in (1, 0):
-        preview = runs[every][0]["preview"]
-        assert preview["epoch"] == 2 and preview["z"] is None
-    np.testing.assert_array_equal(runs[1][0]["preview"]["fake"], runs[0][0]["preview"]["fake"])
 
 
 def test_device_combo_offers_cuda_only_when_found(qtbot, tmp_path, monkeypatch):
@@ -434,21 +403,3 @@ def test_pretrained_model_listed_when_fine_tuning_fails(qtbot, tmp_path, errors,
     # The pre-training had finished before the failure: its model is listed, the final one not.
     assert [m.name for m in w.project.models] == ["m_synthetic"]
     assert panel._pretrained is None
-
-
-def test_gan_job_2d_drops_z_and_previews(tmp_path):
-    from cellpol_app.synthetic_panel import gan_job
-    from cellpol_core.synthetic.gan import read_gan_config
-    from cellpol_core.io.vectors import write_vectors
-
-    p = generate_phantom(shape=(64, 64), ndim=2, seed=0)
-    image, csv = tmp_path / "flat.ome.tif", tmp_path / "flat_vectors.csv"
-    write_ome_tiff(image, p.image, voxel_size=p.voxel_size, channel_names=list(p.channel_names))
-    write_vectors(csv, p.vectors, voxel_size=p.voxel_size)
-    out = run_job(gan_job([image], [csv], outdir=tmp_path / "gan",
-                          **dict(TINY_GAN, patch=(16, 32, 32))))
-    assert read_gan_config(tmp_path / "gan")["patch_size_zyx"] == [32, 32]
-    preview = out["preview"]
-    assert preview["z"] is None and preview["fake"].shape == (2, 32, 32)
-    # The patch is centred on the first pair: its start lies in the mask's start channel.
-    assert preview["mask"][0].sum() > 0 and preview["mask"][1].sum() > 0

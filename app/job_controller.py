@@ -1,0 +1,130 @@
+"""The main window's jobs: start and cancel them, show their progress, lock the job actions.
+
+:class:`JobController` owns the window's :class:`~cellpol_app.jobs.JobRunner`
+(one job at a time), the status bar's progress bar and Cancel button, and the
+actions that would start another job (disabled while one runs). It reports
+every job's failure in an error dialog (``"<name> failed: <message>"``) and
+its cancellation in the status bar; each job's result goes to the handlers
+its caller gave to :meth:`JobController.start`.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QProgressBar, QPushButton
+
+from .jobs import JobRunner
+
+__all__ = ["JobController", "progress_text"]
+
+#: Longest progress-bar text, in characters.
+BAR_TEXT = 60
+
+
+def eta_text(seconds) -> str:
+    """``ETA m:ss``."""
+    return f"ETA {int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def progress_text(name: str, event) -> str:
+    """The progress bar's text for ``event`` of job ``name``, with its ETA when known."""
+    text = f"{name}: {event.message}" if event.message else name
+    eta = event.data.get("eta_s")
+    if eta is not None:
+        text += f" · {eta_text(eta)}"
+    return text[:BAR_TEXT]
+
+
+class JobController(QObject):
+    """Runs the window's jobs (see the module docstring).
+
+    Parameters
+    ----------
+    window : QMainWindow
+        Gives the status bar and ``show_error``.
+
+    Attributes
+    ----------
+    runner : JobRunner
+    bar : QProgressBar
+    cancel_button : QPushButton
+    actions : list of QAction
+        Disabled while a job runs (:meth:`lock_while_running` adds to it).
+
+    Signals
+    -------
+    busy_changed(bool)
+        True when a job starts, False when it has ended.
+    """
+
+    busy_changed = Signal(bool)
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.runner = JobRunner(self)
+        self.actions = []
+        self.bar = QProgressBar()
+        self.bar.setMaximumWidth(220)
+        self.bar.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        for w in (self.bar, self.cancel_button):
+            w.setVisible(False)
+            window.statusBar().addPermanentWidget(w)
+        runner = self.runner
+        runner.progress.connect(self._progress)
+        runner.failed.connect(lambda message: window.show_error(f"{runner.name} failed: {message}"))
+        runner.cancelled.connect(
+            lambda: window.statusBar().showMessage(f"{runner.name}: cancelled", 4000))
+        runner.finished.connect(self._ended)
+
+    @property
+    def running(self) -> bool:
+        return self.runner.running
+
+    @property
+    def name(self) -> str:
+        """The running (or last) job's name."""
+        return self.runner.name
+
+    def lock_while_running(self, *actions):
+        """Disable ``actions`` while a job runs."""
+        self.actions.extend(actions)
+        for action in actions:
+            action.setEnabled(not self.running)
+
+    def start(self, name, factory, *args, **kwargs) -> bool:
+        """Start a job; the arguments are :meth:`JobRunner.start`'s.
+
+        Returns False (and starts nothing) when a job is already running.
+        """
+        if not self.runner.start(name, factory, *args, **kwargs):
+            return False
+        for action in self.actions:
+            action.setEnabled(False)
+        self.bar.setRange(0, 0)
+        self.bar.setFormat(f"{name}…")
+        self.bar.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.busy_changed.emit(True)
+        return True
+
+    def cancel(self):
+        """Ask the running job to stop at its next check."""
+        self.runner.cancel()
+
+    def _progress(self, event):
+        if event.total:
+            self.bar.setRange(0, int(event.total))
+            self.bar.setValue(int(event.step))
+        self.bar.setFormat(progress_text(self.runner.name, event))
+
+    def _ended(self):
+        if self.runner.running:  # a result handler started the next job
+            return
+        for action in self.actions:
+            action.setEnabled(True)
+        self.bar.setVisible(False)
+        self.cancel_button.setVisible(False)
+        self.busy_changed.emit(False)
