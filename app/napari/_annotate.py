@@ -12,7 +12,7 @@ from cellpol_core.errors import InputError
 from cellpol_core.io.vectors import DEFAULT_STRUCTURES, VectorTable, vector_geometry, write_vectors
 
 from ._convert import END_COLOR, POINT_SIZE, START_COLOR, VECTOR_COLOR, table_features
-from ._predict import _layer_voxel_size
+from ._predict import _layer_voxel_size, fill_channel_combos
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -96,22 +96,9 @@ class PairWidget(QWidget):
         return [layer for layer in self.viewer.layers if isinstance(layer, Image) and not layer.rgb]
 
     def _refresh_layers(self, *_):
-        names = [layer.name for layer in self._image_layers()]
-        for combo, want, fallback in ((self.start_combo, self.start_name.text(), 0),
-                                      (self.end_combo, self.end_name.text(), 1)):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            else:
-                match = [n for n in names if want and want.lower() in n.lower()]
-                if match:
-                    combo.setCurrentText(match[0])
-                elif names:
-                    combo.setCurrentIndex(min(fallback, len(names) - 1))
-            combo.blockSignals(False)
+        fill_channel_combos(self.start_combo, self.end_combo,
+                            [layer.name for layer in self._image_layers()],
+                            (self.start_name.text(), self.end_name.text()))
         for attr in ("vectors_layer", "pending_layer"):
             layer = getattr(self, attr)
             if layer is not None and layer not in self.viewer.layers:

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                             QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox,
                             QVBoxLayout, QWidget)
 
+from cellpol_core.defaults import PAIR_DISTANCE_UM, PEAK_TAU
 from cellpol_core.errors import InputError
 from cellpol_core.jobs import CancelToken, ProgressEvent
 
@@ -57,6 +58,9 @@ class PredictWidget(QWidget):
         Injected by napari when the widget is opened from the Plugins menu.
     """
 
+    #: Emitted on the GUI thread when a run has ended (done, failed or cancelled).
+    run_finished = Signal()
+
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
@@ -91,12 +95,16 @@ class PredictWidget(QWidget):
         self.end_combo = QComboBox()
         form.addRow("Start channel", self.start_combo)
         form.addRow("End channel", self.end_combo)
-        self.voxel = [_spin(0.0, 1000.0, 1.0, step=0.05, decimals=4) for _ in range(3)]
+        # 0 until known: an uncalibrated 3D image needs the user's voxel size.
+        self.voxel = [_spin(0.0, 1000.0, 0.0, step=0.05, decimals=4) for _ in range(3)]
         vrow = QHBoxLayout()
         for axis, box in zip("zyx", self.voxel):
             vrow.addWidget(QLabel(axis))
             vrow.addWidget(box)
         form.addRow("Voxel (µm)", vrow)
+        for box in self.voxel:
+            box.setToolTip("From the image layer's scale. A 2D image may leave 0, 0: "
+                           "the model's pixel size is used.")
 
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(list(PRECISIONS))
@@ -122,9 +130,9 @@ class PredictWidget(QWidget):
 
         thr_box = QGroupBox("Thresholds (from the model folder)")
         thr_form = QFormLayout(thr_box)
-        self.tau_start = _spin(0.0, 1.0, 0.5, step=0.05)
-        self.tau_end = _spin(0.0, 1.0, 0.5, step=0.05)
-        self.d_max = _spin(0.1, 1000.0, 14.0, step=0.5, decimals=2, suffix=" µm")
+        self.tau_start = _spin(0.0, 1.0, PEAK_TAU[0], step=0.05)
+        self.tau_end = _spin(0.0, 1.0, PEAK_TAU[1], step=0.05)
+        self.d_max = _spin(0.1, 1000.0, PAIR_DISTANCE_UM, step=0.5, decimals=2, suffix=" µm")
         self.thr_source = QLabel()
         thr_form.addRow("Start peak τ", self.tau_start)
         thr_form.addRow("End peak τ", self.tau_end)
@@ -183,23 +191,9 @@ class PredictWidget(QWidget):
         return None
 
     def _refresh_layers(self, *_):
-        names = [layer.name for layer in self._image_layers()]
         wanted = self._config.channel_names if self._config is not None else ("nucleus", "golgi")
-        for combo, want, fallback in ((self.start_combo, wanted[0], 0),
-                                      (self.end_combo, wanted[1], 1)):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            else:
-                by_name = [n for n in names if str(want).lower() in n.lower()]
-                if by_name:
-                    combo.setCurrentText(by_name[0])
-                elif names:
-                    combo.setCurrentIndex(min(fallback, len(names) - 1))
-            combo.blockSignals(False)
+        fill_channel_combos(self.start_combo, self.end_combo,
+                            [layer.name for layer in self._image_layers()], wanted)
         self._start_changed()
 
     def _start_changed(self, *_):
@@ -278,8 +272,11 @@ class PredictWidget(QWidget):
                        f"{tuple(end.data.shape)} differ in shape.")
         if self._config is not None and start.ndim != self._config.spatial_dims:
             out.append(f"The model is {self._config.spatial_dims}D but '{start.name}' is {start.ndim}D.")
-        if any(box.value() <= 0 for box in self.voxel[3 - start.ndim:]):
-            out.append("Enter the voxel size in µm.")
+        yx = [box.value() for box in self.voxel[1:]]
+        if start.ndim == 3 and any(box.value() <= 0 for box in self.voxel):
+            out.append("Enter the voxel size in µm (the image has none).")
+        elif start.ndim == 2 and (min(yx) <= 0 < max(yx)):
+            out.append("Enter both pixel sizes in µm, or leave both at 0 for the model's.")
         if self.device_combo.currentText() == "cuda":
             import torch
 
@@ -309,7 +306,10 @@ class PredictWidget(QWidget):
         end = self._layer(self.end_combo.currentText())
         dims = start.ndim
         vs = tuple(box.value() for box in self.voxel)
-        voxel_size = vs if dims == 3 else (1.0, vs[1], vs[2])
+        if dims == 3:
+            voxel_size = vs
+        else:  # 0, 0: an uncalibrated 2D image, taken at the model's pixel size
+            voxel_size = (1.0, vs[1], vs[2]) if min(vs[1:]) > 0 else None
         try:
             image = make_image(start.data, end.data, voxel_size=voxel_size,
                                names=(start.name, end.name))
@@ -407,6 +407,32 @@ class PredictWidget(QWidget):
         status = self.status.text()
         self.check_inputs()
         self.status.setText(status)
+        self.run_finished.emit()
+
+
+def fill_channel_combos(start_combo, end_combo, names, wanted):
+    """List the image layers in both combos, keeping choices, else picking by structure name.
+
+    A new choice prefers a layer whose name contains the structure (e.g.
+    "nucleus"), else the first (start) and second (end) layer; the end never
+    repeats the start while another layer is there.
+    """
+    chosen = []
+    for combo, want in ((start_combo, wanted[0]), (end_combo, wanted[1])):
+        current = combo.currentText()
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(names)
+        free = [n for n in names if n not in chosen] or list(names)
+        by_name = [n for n in free if want and str(want).lower() in n.lower()]
+        if current in free:
+            pick = current
+        else:
+            pick = by_name[0] if by_name else (free[0] if free else "")
+        if pick:
+            combo.setCurrentText(pick)
+        chosen.append(pick)
+        combo.blockSignals(False)
 
 
 def _layer_voxel_size(layer):
