@@ -52,6 +52,57 @@ def test_runner_result_progress_off_the_gui_thread(qtbot):
     assert not runner.running
 
 
+def test_runner_calls_the_jobs_own_handlers(qtbot):
+    from cellpol_app.jobs import JobRunner
+
+    runner = JobRunner()
+    calls = []
+    runner.progress.connect(lambda e: calls.append(("signal", e.step)))
+    runner.succeeded.connect(lambda r: calls.append(("succeeded", r)))
+    runner.finished.connect(lambda: calls.append(("finished", runner.running)))
+
+    def result(value):
+        calls.append(("result", value, runner.running))
+        # The runner is free again: a result handler may start the next job.
+        assert runner.start("next", _job, 1, on_result=lambda v: calls.append(("next", v)))
+
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        assert runner.start("first", _job, 2, on_result=result,
+                            on_progress=lambda e: calls.append(("progress", e.step)),
+                            on_error=lambda m: calls.append(("error", m)),
+                            on_finished=lambda: calls.append(("on_finished",)))
+    # Each event reaches the job's handler before the signal; the result, then the end.
+    assert calls == [("progress", 0), ("signal", 0), ("progress", 1), ("signal", 1),
+                     ("result", 20, False), ("succeeded", 20), ("on_finished",),
+                     ("finished", True)]
+    calls.clear()
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        pass
+    # The second job has its own handlers only: the first job's are gone.
+    assert calls == [("signal", 0), ("next", 10), ("succeeded", 10), ("finished", False)]
+
+    errors, ends = [], []
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        runner.start("bad", _job, 1, fail=InputError("broken", "y.tif"), on_result=errors.append,
+                     on_error=errors.append, on_finished=lambda: ends.append(1))
+    assert errors == ["y.tif: broken"] and ends == [1]
+
+
+def test_runner_reports_the_end_when_a_handler_raises(qtbot):
+    from cellpol_app.jobs import JobRunner
+
+    runner = JobRunner()
+
+    def broken(_):
+        raise ValueError("handler bug")
+
+    with qtbot.capture_exceptions() as raised:
+        with qtbot.waitSignal(runner.finished, timeout=30000):
+            assert runner.start("demo", _job, 1, on_result=broken)
+    assert not runner.running  # and finished was emitted: the wait returned
+    assert [type(e[1]) for e in raised] == [ValueError]
+
+
 def test_runner_cancel_and_errors(qtbot):
     from cellpol_app.jobs import JobRunner
 
@@ -74,6 +125,23 @@ def test_runner_cancel_and_errors(qtbot):
     with qtbot.waitSignal(runner.finished, timeout=30000):
         runner.start("bug", _job, 1, fail=RuntimeError("boom\nmore"))
     assert failed[-1] == "RuntimeError: boom"
+
+
+def test_window_jobs_keep_their_own_results(window, qtbot, errors):
+    from cellpol_app.host import WindowServices
+
+    assert isinstance(window, WindowServices)
+    results, ended = [], []
+    window.job_busy_changed.connect(ended.append)
+    # Named like the window's prediction job: the result still goes to its own handler only.
+    assert window.start_job("Predict", _job, 2, on_result=results.append)
+    assert window.job_running and window.job_name == "Predict"
+    assert not window.start_job("Predict all", _job, 1)  # one job at a time
+    assert not window.predict_otsu_action.isEnabled() and window.job_bar.isVisibleTo(window)
+    wait_job(qtbot, window.jobs, timeout=30000)
+    assert results == [20] and ended == [True, False] and not errors
+    assert window.vectors is None and window.project_entry.predictions == []
+    assert window.predict_otsu_action.isEnabled() and not window.job_bar.isVisibleTo(window)
 
 
 def test_predict_otsu_from_the_window(window, qtbot, errors):
