@@ -300,3 +300,146 @@ def test_predict_with_manifest(tmp_path, capsys):
                  str(tmp_path / "p2")]) == 2
     assert "phantom_001" in capsys.readouterr().err
     assert not (tmp_path / "p2").exists()
+
+
+# ----------------------------------------------------------------------------- new options
+
+def _axial_csv(path, mean_axis, n, *, seed, extra=None):
+    """2D vectors along an axis (half of them flipped), with optional extra columns."""
+    rng = np.random.default_rng(seed)
+    az = mean_axis + np.degrees(rng.vonmises(0, 6, n)) / 2 + 180 * rng.integers(0, 2, n)
+    table = _synthetic(path, az, ndim=2, seed=seed)
+    if extra is not None:
+        table.extra = {k: f(az) for k, f in extra.items()}
+        write_vectors(path, table)
+    return az
+
+
+def test_mean_azimuth_is_absolute_in_tables_and_report(tmp_path, capsys):
+    rng = np.random.default_rng(11)
+    az = 136.6 + rng.normal(0, 8, 50)
+    _synthetic(tmp_path / "cells_vectors.csv", az, ndim=2)
+    out = tmp_path / "o"
+    assert main(["stats", str(tmp_path / "cells_vectors.csv"), "--reference-deg", "90",
+                 "--bootstrap", "100", "--no-plots", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    (img,) = _rows(out / "summary_per_image.csv")
+    (cond,) = _rows(out / "summary_per_condition.csv")
+    for row in (img, cond):
+        assert float(row["mean_azimuth_deg"]) == pytest.approx(136.6, abs=3)
+        assert float(row["mean_azimuth_to_reference_deg"]) == pytest.approx(
+            float(row["mean_azimuth_deg"]) - 90, abs=1e-3)
+        lo, hi = float(row["mean_ci_low_deg"]), float(row["mean_ci_high_deg"])
+        assert lo < float(row["mean_azimuth_deg"]) < hi  # the interval of the absolute mean
+    assert float(img["reference_azimuth_deg"]) == 90
+    # the report prints both: absolute mean, then the angle to the reference
+    line = next(ln for ln in text.splitlines() if ln.startswith("| all |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert float(cells[3]) == pytest.approx(float(cond["mean_azimuth_deg"]), abs=0.06)
+    assert float(cells[5]) == pytest.approx(float(cond["mean_azimuth_to_reference_deg"]), abs=0.06)
+
+
+def test_axial_control_covariate_and_palette(tmp_path, capsys):
+    # condition ctrl along the 30° axis, a along 30°, b along 120°; the covariate grows with
+    # the doubled angle's cosine, i.e. it depends on the axis only
+    def dist(az):
+        return 10 + 4 * np.cos(np.radians(2 * (az - 30))) + np.random.default_rng(0).normal(
+            0, 0.5, len(az))
+
+    for name, axis, seed in (("c1", 30, 1), ("c2", 30, 2), ("a1", 30, 3), ("b1", 120, 4)):
+        _axial_csv(tmp_path / f"{name}_vectors.csv", axis, 60, seed=seed,
+                   extra={"dist_um": dist})
+    m = tmp_path / "m.csv"
+    m.write_text("image,condition\nc1,ctrl\nc2,ctrl\na1,a\nb1,b\n")
+    out = tmp_path / "o"
+    rc = main(["stats", str(tmp_path), "--manifest", str(m), "--axial", "--control", "ctrl",
+               "--covariate", "dist_um", "--palette", "okabe-ito", "--bootstrap", "100",
+               "--permutations", "199", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "mean axis xy (°)" in text and "covariate r" in text
+    cond = {r["name"]: r for r in _rows(out / "summary_per_condition.csv")}
+    assert all(r["mode"] == "axial" for r in cond.values())
+    assert abs(float(cond["ctrl"]["mean_azimuth_deg"]) - 30) < 8
+    assert abs(float(cond["b"]["mean_azimuth_deg"]) - 120) < 8
+    assert float(cond["ctrl"]["resultant_length"]) > 0.8  # as directions R would be near 0
+    assert float(cond["ctrl"]["rao_p"]) < 0.01 and float(cond["ctrl"]["watson_p"]) < 0.01
+    assert cond["ctrl"]["mean_dir_x"] == ""  # no 3D statistics of axes
+    assert cond["ctrl"]["covariate"] == "dist_um"
+    assert cond["ctrl"]["correlation_method"] == "mardia"
+    assert float(cond["ctrl"]["correlation_r"]) > 0.6 and float(cond["ctrl"]["correlation_p"]) < 1e-6
+    for pct in (50, 90, 95):
+        lo, hi = float(cond["a"][f"mean_ci{pct}_low_deg"]), float(cond["a"][f"mean_ci{pct}_high_deg"])
+        assert 0 <= lo < 180 and 0 <= hi < 180
+    cmp = _rows(out / "condition_comparison.csv")
+    assert [(r["condition_a"], r["condition_b"]) for r in cmp] == [("ctrl", "a"), ("ctrl", "b")]
+    assert float(cmp[0]["perm_p"]) > 0.05 and float(cmp[1]["perm_p"]) < 0.01
+    assert abs(abs(float(cmp[1]["mean_difference_deg"])) - 90) < 10
+    from matplotlib.image import imread
+
+    img = imread(out / "cdf_vs_ctrl.png")
+    assert img.shape[1] > 2 * img.shape[0]  # two panels: a vs ctrl, b vs ctrl
+    assert len(np.unique(img[..., :3].reshape(-1, 3), axis=0)) > 20
+    # Okabe–Ito's blue bars (drawn at alpha 0.9 on white) in the hemiroses
+    rose = imread(out / "plots" / "condition_ctrl_rose.png")[..., :3]
+    blue = 0.9 * np.array([0x00, 0x72, 0xB2]) / 255 + 0.1
+    assert (np.abs(rose - blue).max(axis=-1) < 0.08).sum() > 100
+
+
+def test_control_and_covariate_errors(tmp_path, capsys):
+    _synthetic(tmp_path / "a_vectors.csv", [0, 10, 20], ndim=2)
+    m = tmp_path / "m.csv"
+    m.write_text("image,condition\na,x\n")
+    assert main(["stats", str(tmp_path / "a_vectors.csv"), "--manifest", str(m), "--control",
+                 "wt", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "control condition 'wt' is not a condition; conditions: x" in err
+    assert main(["stats", str(tmp_path / "a_vectors.csv"), "--covariate", "vessel_um", "-o",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "a_vectors.csv" in err and "no column 'vessel_um'" in err and err.count("\n") == 1
+
+
+def test_plots_come_in_their_own_pass(tmp_path):
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        _synthetic(tmp_path / f"p{i}_vectors.csv", np.degrees(rng.vonmises(0, 2, 20)), ndim=2)
+    m = tmp_path / "m.csv"
+    m.write_text("image,condition\np0,x\np1,y\n")
+    summary, events = _run([tmp_path], tmp_path / "o", manifest=m, plots=True,
+                           control="x", palette="tol")
+    stages = [e.stage for e in events]
+    first_plot = stages.index("plot")
+    assert set(stages[first_plot:]) == {"plot"}  # every figure after every statistic
+    assert {"analyse", "summary", "compare"} <= set(stages[:first_plot])
+    assert summary.files[:3] == [tmp_path / "o" / n for n in (
+        "summary_per_image.csv", "summary_per_condition.csv", "condition_comparison.csv")]
+    assert tmp_path / "o" / "cdf_vs_x.png" in summary.files
+    _, events = _run([tmp_path], tmp_path / "o2", manifest=m)
+    assert "plot" not in {e.stage for e in events}
+
+
+def test_palettes_hemirose_and_cdf():
+    from matplotlib.colors import to_rgba
+
+    from cellpol_core.analysis import plots
+
+    a = [10.0, 20.0, 200.0, 350.0]
+    fig = plots.rose_planes_figure({"xy": a}, palette="tol")
+    bar = next(p for p in fig.axes[0].patches if p.get_height() > 0)
+    assert bar.get_facecolor() == pytest.approx(to_rgba("#4477AA", 0.9))
+    half = plots.rose_planes_figure({"xy": a}, axial=True)
+    assert half.axes[0].get_thetamax() == pytest.approx(180.0)
+    # axes 10°, 20°, 200° = 20°, 350° = 170°: 18 sectors of 10° over 0-180°
+    assert sorted(p.get_height() for p in half.axes[0].patches if p.get_height() > 0) == \
+        pytest.approx([0.25, 0.25, 0.5])
+    with pytest.raises(InputError, match="palette"):
+        plots.rose_planes_figure({"xy": a}, palette="rainbow")
+    # CDFs: relative axes run over (-90, 90], directions over [0, 360)
+    x, y = plots.empirical_cdf([10.0, 170.0, 95.0], relative=True, axial=True)
+    np.testing.assert_allclose(x, [-85.0, -10.0, 10.0])
+    np.testing.assert_allclose(y, [1 / 3, 2 / 3, 1.0])
+    x, _ = plots.empirical_cdf([-10.0, 370.0], relative=False)
+    np.testing.assert_allclose(x, [10.0, 350.0])
+    with pytest.raises(InputError, match="control"):
+        plots.cdf_figure({"a": a}, control="b")

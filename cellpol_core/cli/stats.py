@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
+from ..analysis.choices import CIRCULAR_METHODS, COVARIATE_KINDS, DEFAULT_PALETTE, PALETTES
 from ..errors import InputError
 from ..jobs import run_job
 from .common import ProgressBar, voxel_size_from_args
@@ -19,8 +20,9 @@ def register(sub):
                     "summary_per_condition.csv, condition_comparison.csv (two or more "
                     "conditions) and figures, and prints the per-condition summary as a "
                     "Markdown table. Angles: 0 = +x (right), 90 = up on screen, "
-                    "counter-clockwise; with a reference, angles are relative to it (0 = the "
-                    "reference).")
+                    "counter-clockwise. mean_azimuth_deg is always absolute; with a reference, "
+                    "mean_azimuth_to_reference_deg is the mean relative to it (0 = the "
+                    "reference) and the tests use the relative angles.")
     p.add_argument("vectors", nargs="+", metavar="VECTORS",
                    help="vector CSVs (CellPol or VectorAnnotationTool) or folders of *_vectors.csv")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
@@ -36,11 +38,30 @@ def register(sub):
                         "reference_x,reference_y,reference_z]")
     p.add_argument("--plane", choices=["xy", "yz", "xz"], default="xy",
                    help="plane of the circular statistics (default xy)")
+    p.add_argument("--axial", action="store_true",
+                   help="axial data: a vector and its opposite are the same axis (angles are "
+                        "doubled; means are axes in [0, 180); hemirose plots)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                   help="bootstrap resamples for the 95%% confidence intervals (default 1000)")
+                   help="bootstrap resamples for the 50/90/95%% confidence intervals "
+                        "(default 1000)")
     p.add_argument("--permutations", type=int, default=9999, metavar="N",
                    help="relabellings of the permutation test between conditions (default 9999)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--control", metavar="NAME",
+                   help="control condition of the manifest: compare each other condition with "
+                        "it (instead of every pair) and plot their angle CDFs against it")
+    p.add_argument("--covariate", metavar="COLUMN",
+                   help="a per-vector column of the CSVs (e.g. length_um, score, or one you "
+                        "added) to correlate with the angles")
+    p.add_argument("--covariate-kind", choices=list(COVARIATE_KINDS), default="linear",
+                   help="linear: Mardia's circular-linear correlation (default); circular: the "
+                        "column holds angles in degrees (circular-circular correlation)")
+    p.add_argument("--circular-method", choices=list(CIRCULAR_METHODS), default="js",
+                   help="circular-circular correlation: Jammalamadaka-SenGupta (normal test, "
+                        "default) or Fisher-Lee (permutation test)")
+    p.add_argument("--palette", choices=list(PALETTES), default=DEFAULT_PALETTE,
+                   help="figure colours; okabe-ito and tol are colour-blind safe "
+                        f"(default {DEFAULT_PALETTE})")
     p.add_argument("--format", choices=["png", "svg", "pdf"], default="png",
                    help="figure format (default png)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
@@ -67,38 +88,51 @@ def _p(v):
     return f"{v:.2g}" if v < 0.001 else f"{v:.3f}"
 
 
-def _angle(v, relative):
+def _angle(v, relative, axial=False):
     if v is None:
         return None
-    return v - 360.0 if relative and v > 180.0 else v  # relative angles read better signed
+    half = 90.0 if axial else 180.0
+    return v - 2 * half if relative and v > half else v  # relative angles read better signed
 
 
-def _ci(row, relative):
+def _ci(row):
     lo, hi = row.get("mean_ci_low_deg"), row.get("mean_ci_high_deg")
     if lo is None or hi is None:
         return "–"
-    lo, hi = _angle(lo, relative), _angle(hi, relative)
-    if hi < lo:  # the interval contains 0°/360°
-        lo -= 360.0
+    if hi < lo:  # the interval contains 0°/360° (axes: 0°/180°)
+        lo -= 180.0 if row.get("mode") == "axial" else 360.0
     return f"[{lo:.0f}, {hi:.0f}]"
 
 
 def markdown_tables(summary) -> str:
-    """The per-condition summary (and comparisons) as Markdown tables."""
-    plane = summary.per_condition[0]["plane"] if summary.per_condition else "xy"
-    # with a reference, V-test columns are filled and angles are relative to it
-    relative = any(r.get("vtest_u") is not None for r in summary.per_condition)
-    mean_head = f"mean {plane} (°{', to reference' if relative else ''})"
-    lines = [f"| condition | images | n | {mean_head} | 95% CI (°) | R | circ. SD (°) | "
-             "Rayleigh p | V-test p | 3D R | 3D Rayleigh p | mean angle to ref. (°) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in summary.per_condition:
-        lines.append("| " + " | ".join([
-            str(r["name"]), str(r["n_images"]), str(r["n"]),
-            _num(_angle(r["mean_azimuth_deg"], relative)), _ci(r, relative),
-            _num(r["resultant_length"], 3), _num(r["circular_sd_deg"]), _p(r["rayleigh_p"]),
-            _p(r["vtest_p"]), _num(r["resultant_length_3d"], 3), _p(r["rayleigh3d_p"]),
-            _num(r["mean_angle_to_reference_deg"])]) + " |")
+    """The per-condition summary (and comparisons) as Markdown tables.
+
+    ``mean`` is the absolute mean angle (``mean_azimuth_deg``) with its
+    confidence interval; ``to reference`` the mean relative to the reference.
+    """
+    rows = summary.per_condition
+    plane = rows[0]["plane"] if rows else "xy"
+    axial = any(r.get("mode") == "axial" for r in rows)
+    what = "axis" if axial else ""
+    corr = any(r.get("correlation_r") is not None for r in rows)
+    head = (f"| condition | images | n | mean {what + ' ' if what else ''}{plane} (°) | "
+            "95% CI (°) | to reference (°) | R | circ. SD (°) | Rayleigh p | V-test p | "
+            "Rao p | Watson U² p | 3D R | 3D Rayleigh p | mean angle to ref. (°) |")
+    sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    if corr:
+        head += " covariate r | covariate p |"
+        sep += "---:|---:|"
+    lines = [head, sep]
+    for r in rows:
+        cells = [str(r["name"]), str(r["n_images"]), str(r["n"]), _num(r["mean_azimuth_deg"]),
+                 _ci(r), _num(_angle(r["mean_azimuth_to_reference_deg"], True, axial)),
+                 _num(r["resultant_length"], 3), _num(r["circular_sd_deg"]), _p(r["rayleigh_p"]),
+                 _p(r["vtest_p"]), _p(r["rao_p"]), _p(r["watson_p"]),
+                 _num(r["resultant_length_3d"], 3), _p(r["rayleigh3d_p"]),
+                 _num(r["mean_angle_to_reference_deg"])]
+        if corr:
+            cells += [_num(r.get("correlation_r"), 3), _p(r.get("correlation_p"))]
+        lines.append("| " + " | ".join(cells) + " |")
     if summary.comparisons:
         lines += ["", "| A | B | mean B − A (°) | Watson–Williams F | WW p | permutation p | "
                       "3D permutation p |",
@@ -118,10 +152,13 @@ def run(args) -> int:
         raise InputError("--bootstrap and --permutations must be >= 0")
     job = analyse(args.vectors, voxel_size=vs, manifest=args.manifest,
                   reference_deg=args.reference_deg, reference_vector=args.reference_vector,
-                  outdir=args.output, plane=args.plane, n_bootstrap=args.bootstrap,
-                  n_permutations=args.permutations, seed=args.seed, plot_format=args.format,
-                  plots=not args.no_plots, skip_existing=not args.recompute,
-                  structures=args.structures)
+                  outdir=args.output, plane=args.plane, axial=args.axial,
+                  n_bootstrap=args.bootstrap, n_permutations=args.permutations, seed=args.seed,
+                  plot_format=args.format, plots=not args.no_plots,
+                  skip_existing=not args.recompute, structures=args.structures,
+                  covariate=args.covariate, covariate_kind=args.covariate_kind,
+                  circular_method=args.circular_method, control=args.control,
+                  palette=args.palette)
     with ProgressBar() as bar:
         summary = run_job(job, bar)
     print(markdown_tables(summary))
