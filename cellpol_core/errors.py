@@ -17,3 +17,10 @@ class InputError(ValueError):
 
 class Cancelled(Exception):
     """A long job was cancelled between two of its steps."""
+
+
+class OutputError(InputError):
+    """An output cannot be written: a read-only folder, a file where a folder is
+    expected, a full disk. One line naming the path; exit code 2 in the CLI, like
+    bad input, since the user fixes it the same way (another place, more space).
+    """

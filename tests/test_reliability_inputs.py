@@ -1,0 +1,131 @@
+"""Hostile or careless input and output: one line, exit 2, nothing lost, no Python warning.
+
+Cases 5-12 of the reliability issue: non-finite voxels, sizes read from values,
+truncated OME-TIFF, a 2-value voxel size on a 3D image, tiny images and extreme
+coordinates, write failures, clashing output names and crashes on odd models.
+"""
+
+import errno
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellpol_core.cli import main
+from cellpol_core.errors import InputError
+from cellpol_core.io.image import read_image, write_ome_tiff
+
+
+def one_line(capsys, *names):
+    """The single stderr line of a failed command; it names each of ``names``."""
+    err = capsys.readouterr().err.strip()
+    assert err, "expected an error line"
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    for name in names:
+        assert str(name) in err, err
+    return err
+
+
+@pytest.fixture
+def img3d(tmp_path):
+    path = tmp_path / "img.ome.tif"
+    rng = np.random.default_rng(0)
+    write_ome_tiff(path, rng.integers(0, 1000, (2, 8, 32, 32), dtype=np.uint16),
+                   voxel_size=(0.27, 0.666, 0.666), channel_names=["nucleus", "golgi"])
+    return path
+
+
+@pytest.fixture
+def no_reading(monkeypatch):
+    """Fail the test if an image is read: the error must come before the work."""
+    import cellpol_core.io.image as image_mod
+
+    def refuse(*a, **k):
+        raise AssertionError("the image was read before the output was checked")
+
+    monkeypatch.setattr(image_mod, "read_image", refuse)
+
+
+# --------------------------------------------------------------------------- 10: write failures
+
+def test_output_folder_is_a_file(tmp_path, img3d, capsys, no_reading):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me\n")
+    assert main(["predict", str(img3d), "-o", str(target), "--method", "otsu"]) == 2
+    assert "not a folder" in one_line(capsys, "notes.txt")
+    assert target.read_text() == "keep me\n"
+
+
+def test_output_folder_under_a_file(tmp_path, img3d, capsys, no_reading):
+    (tmp_path / "f").write_text("x")
+    assert main(["predict", str(img3d), "-o", str(tmp_path / "f" / "out"),
+                 "--method", "otsu"]) == 2
+    one_line(capsys, "f/out")
+
+
+def test_unwritable_folder_found_before_work(tmp_path, img3d, capsys, monkeypatch, no_reading):
+    import tempfile
+
+    def denied(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)  # root ignores mode bits: simulate
+    assert main(["predict", str(img3d), "-o", str(tmp_path / "out"), "--method", "otsu"]) == 2
+    assert "permission denied" in one_line(capsys, "out")
+
+
+def test_full_disk_found_before_work(tmp_path, img3d, capsys, monkeypatch, no_reading):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(100, 100, 0))
+    assert main(["evaluate", "--gt", "a.csv", "--pred", "b.csv",
+                 "-o", str(tmp_path / "m.csv")]) == 2
+    assert "full" in one_line(capsys, "m.csv")
+
+
+def test_evaluate_output_is_a_folder(tmp_path, capsys):
+    assert main(["evaluate", "--gt", "a.csv", "--pred", "b.csv", "-o", str(tmp_path)]) == 2
+    assert "is a folder" in one_line(capsys, str(tmp_path))
+
+
+def test_full_disk_while_writing_names_the_file(tmp_path, img3d, capsys, monkeypatch):
+    import cellpol_core.io.atomic as atomic
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    assert main(["predict", str(img3d), "-o", str(tmp_path / "out"), "--method", "otsu"]) == 2
+    assert "disk is full" in one_line(capsys, "img_vectors.csv")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no temporary left behind
+
+
+def test_checkpoint_write_failure_is_one_line(tmp_path, monkeypatch):
+    import torch
+
+    from cellpol_core.detection.model import save_state
+    from cellpol_core.errors import OutputError
+
+    def enforce_fail(obj, f, *a, **k):
+        open(f, "wb").write(b"PK")  # torch had started the file
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter "
+                           "failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", enforce_fail)
+    with pytest.raises(OutputError) as info:
+        save_state(tmp_path / "checkpoint.pt", {"w": torch.zeros(3)})
+    assert "checkpoint.pt" in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value, InputError)  # exit code 2 in the CLI, a dialog in the GUI
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_runtime_errors_are_not_disguised(tmp_path):
+    from cellpol_core.io.atomic import atomic_path
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        with atomic_path(tmp_path / "x.txt"):
+            raise RuntimeError("a bug")
