@@ -3,14 +3,16 @@
 :class:`AnalysisPanel` shows, for the current image's vectors (its annotations
 or its predictions, a source combo) and for every other image of the open
 project, one row of :func:`cellpol_core.analysis.polarity.summarise` (n, mean angle,
-R, circular SD, Rayleigh p, V-test p, 3D R, mean angle to the reference) and
-a pyqtgraph rose of the selected row on the xy, yz or xz plane.
+mean angle to the reference, R, circular SD, Rayleigh p, V-test p, 3D R, mean
+angle of the vectors to the reference) and a pyqtgraph rose of the selected
+row on the xy, yz or xz plane.
 
 Angles follow :mod:`cellpol_core.analysis.polarity`: 0° = right, 90° = up on screen.
-The rose shows absolute angles (it looks like the image); with a reference
-the table's mean angle is relative to it (0° = the reference), as in the
-``summary_per_image.csv`` of ``cellpol stats``, and the reference is drawn as
-an arrow in the rose and from the centre of the XY slice view.
+The rose and the "mean azimuth" column are absolute (as in the image, like
+``mean_azimuth_deg`` of ``cellpol stats``); with a reference the "to ref."
+column is the mean relative to it (0° = the reference,
+``mean_azimuth_to_reference_deg``), and the reference is drawn as an arrow in
+the rose and from the centre of the XY slice view.
 
 The table needs no bootstrap, so it is computed synchronously; the report
 (:func:`cellpol_core.analysis.batch.analyse`: CSVs and figures) runs in the
@@ -55,6 +57,7 @@ __all__ = ["AnalysisPanel", "install_analysis_panel", "rose_counts", "report_job
 COLUMNS = (
     ("n", "n", "{:d}"),
     ("mean azimuth °", "mean_azimuth_deg", "{:.1f}"),
+    ("to ref. °", "mean_azimuth_to_reference_deg", "{:+.1f}"),
     ("R", "resultant_length", "{:.3f}"),
     ("circular SD °", "circular_sd_deg", "{:.1f}"),
     ("Rayleigh p", "rayleigh_p", "{:.3g}"),
@@ -313,8 +316,9 @@ class AnalysisPanel(QWidget):
                 continue
             try:
                 data = polarity_data(table, row["voxel_size"], reference=ref)
-                # The table shows no confidence intervals: no bootstrap, so this stays cheap.
-                row["summary"] = summarise(data, plane=self.plane, n_bootstrap=0)
+                # No intervals and no Rao p-value here: no resampling, so this stays cheap.
+                row["summary"] = summarise(data, plane=self.plane, n_bootstrap=0,
+                                           n_simulations=0)
             except InputError as exc:
                 row["error"] = str(exc)
         self._fill_table()
@@ -332,6 +336,8 @@ class AnalysisPanel(QWidget):
             s = row["summary"] or {}
             for j, (_, key, fmt) in enumerate(COLUMNS, start=1):
                 v = s.get(key)
+                if key == "mean_azimuth_to_reference_deg" and v is not None and v > 180.0:
+                    v -= 360.0  # relative angles read better signed: -30° rather than 330°
                 text = "" if v is None else fmt.format(int(v) if fmt == "{:d}" else float(v))
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, v)
@@ -343,8 +349,9 @@ class AnalysisPanel(QWidget):
         self.table.blockSignals(False)
         relative = self.reference_deg is not None
         self.note.setText(
-            (f"Mean azimuth relative to the reference ({self.reference_deg:g}°): 0° = "
-             "reference. " if relative else "Angles: 0° = right, 90° = up on screen. ")
+            "Angles: 0° = right, 90° = up on screen; mean azimuth as in the image"
+            + (f", to ref.: relative to the reference ({self.reference_deg:g}°). " if relative
+               else ". ")
             + f"Plane {self.plane}; rose of the selected row (absolute angles).")
         self._draw_rose()
 

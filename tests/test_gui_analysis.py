@@ -56,6 +56,7 @@ def test_panel_stats_of_hand_made_vectors(qtbot):
     assert panel.value(0, "resultant_length") == pytest.approx(math.sqrt(0.5))
     assert panel.cell_text(0, "R") == "0.707"
     assert panel.cell_text(0, "V-test p") == ""  # no reference yet
+    assert panel.cell_text(0, "to ref. °") == ""
     assert panel.cell_text(0, "3D R") == ""  # 2D vectors
 
 
@@ -71,13 +72,21 @@ def test_reference_updates_vtest(qtbot):
     # u = n R cos(mean - ref) sqrt(2/n) = 4 · √2/2 · 1 · √(1/2) = 2.
     assert panel.value(0, "vtest_p") == pytest.approx(norm.sf(2.0))
     assert panel.cell_text(0, "V-test p") == f"{norm.sf(2.0):.3g}"
-    assert panel.value(0, "mean_azimuth_deg") == pytest.approx(0.0, abs=1e-9)  # relative
+    # the mean azimuth stays absolute; the mean to the reference is relative to it
+    assert panel.value(0, "mean_azimuth_deg") == pytest.approx(45.0)
+    assert panel.cell_text(0, "mean azimuth °") == "45.0"
+    assert panel.value(0, "mean_azimuth_to_reference_deg") == pytest.approx(0.0, abs=1e-9)
     assert panel.value(0, "mean_angle_to_reference_deg") == pytest.approx(45.0)
+    panel.set_reference(60.0)  # 45° is 15° clockwise of it: shown signed
+    assert panel.value(0, "mean_azimuth_to_reference_deg") == pytest.approx(345.0)
+    assert panel.cell_text(0, "to ref. °") == "-15.0"
+    assert panel.cell_text(0, "mean azimuth °") == "45.0"
     panel.set_reference(225.0)  # opposite: u = -2
     assert panel.value(0, "vtest_p") == pytest.approx(norm.sf(-2.0))
     assert panel.cell_text(0, "V-test p") == f"{norm.sf(-2.0):.3g}"
     panel.set_reference(None)
     assert panel.cell_text(0, "V-test p") == ""
+    assert panel.cell_text(0, "to ref. °") == ""
 
 
 def test_rose_has_bars_in_the_right_sectors(qtbot):
@@ -125,7 +134,7 @@ def test_dock_in_window_follows_annotations_and_draws_arrow(window, qtbot):
 
 def test_export_report_writes_summary_and_png(window, qtbot, tmp_path, errors):
     panel = window.analysis_panel
-    panel.set_reference(0.0)
+    panel.set_reference(30.0)
     out = tmp_path / "report"
     assert panel.export_report(out, n_bootstrap=50, n_permutations=50)
     wait_job(qtbot, window.jobs, timeout=60000)
@@ -135,8 +144,9 @@ def test_export_report_writes_summary_and_png(window, qtbot, tmp_path, errors):
         rows = list(csv.DictReader(fh))
     assert [r["name"] for r in rows] == ["cells"]
     assert rows[0]["n"] == "4"
-    assert float(rows[0]["mean_azimuth_deg"]) == pytest.approx(45.0)
-    assert float(rows[0]["reference_azimuth_deg"]) == pytest.approx(0.0)
+    assert float(rows[0]["mean_azimuth_deg"]) == pytest.approx(45.0)  # absolute
+    assert float(rows[0]["mean_azimuth_to_reference_deg"]) == pytest.approx(15.0)
+    assert float(rows[0]["reference_azimuth_deg"]) == pytest.approx(30.0)
     assert (out / "summary_per_condition.csv").is_file()
     pngs = list(out.rglob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
