@@ -129,3 +129,49 @@ def test_other_runtime_errors_are_not_disguised(tmp_path):
     with pytest.raises(RuntimeError, match="a bug"):
         with atomic_path(tmp_path / "x.txt"):
             raise RuntimeError("a bug")
+
+
+# --------------------------------------------------------------------------- 11: same stems
+
+def _blobs(path, seed, shape=(8, 48, 48), n=4):
+    """An image with ``n`` nucleus/Golgi blob pairs, and its true vectors."""
+    rng = np.random.default_rng(seed)
+    data = rng.normal(100, 5, (2,) + shape).clip(0)
+    zz, yy, xx = np.indices(shape)
+    for _ in range(n):
+        c = np.array([shape[0] / 2, *rng.uniform(8, shape[1] - 8, 2)])
+        g = c + [0, *rng.uniform(-4, 4, 2)]
+        for ch, p, r in ((0, c, 3.0), (1, g, 1.5)):
+            d2 = ((zz - p[0]) * 0.5) ** 2 + (yy - p[1]) ** 2 + (xx - p[2]) ** 2
+            data[ch] += 1000 * np.exp(-d2 / (2 * r * r))
+    write_ome_tiff(path, data.astype(np.uint16), voxel_size=(1.0, 1.0, 1.0),
+                   channel_names=["nucleus", "golgi"])
+    return path
+
+
+def test_same_stem_inputs_keep_both_outputs(tmp_path, capsys):
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    a = _blobs(tmp_path / "d1" / "x.ome.tif", 1)
+    b = _blobs(tmp_path / "d2" / "x.tif", 2, n=3)
+    out = tmp_path / "out"
+    assert main(["predict", str(a), str(b), "-o", str(out), "--method", "otsu"]) == 0
+    io = capsys.readouterr()
+    assert io.out.split() == [str(out / "x_vectors.csv"), str(out / "x-2_vectors.csv")]
+    notes = [line for line in io.err.splitlines() if line.strip()]
+    assert len(notes) == 1 and "x.tif" in notes[0] and "x-2_vectors.csv" in notes[0], io.err
+    # each CSV holds its own image's vectors: the same as predicting that image alone
+    for image, csv in ((a, "x_vectors.csv"), (b, "x-2_vectors.csv")):
+        solo = tmp_path / f"solo_{image.parent.name}"
+        assert main(["predict", str(image), "-o", str(solo), "--method", "otsu"]) == 0
+        assert (out / csv).read_text() == (solo / "x_vectors.csv").read_text()
+    assert (out / "x_vectors.csv").read_text() != (out / "x-2_vectors.csv").read_text()
+
+
+def test_renamed_outputs_never_take_another_inputs_name(tmp_path):
+    from cellpol_core.io.paths import vectors_paths_for
+
+    outs, renamed = vectors_paths_for(["d1/x.ome.tif", "d2/x.tif", "x-2.tif", "X.lsm"], "o")
+    assert [p.name for p in outs] == ["x_vectors.csv", "x-3_vectors.csv", "x-2_vectors.csv",
+                                      "X-4_vectors.csv"]
+    assert [str(img) for img, _ in renamed] == ["d2/x.tif", "X.lsm"]

@@ -68,6 +68,8 @@ class ProgressBar:
     def __call__(self, event: ProgressEvent):
         from tqdm import tqdm
 
+        if event.data.get("notice"):  # one line the user should read (a fixed input, a rename)
+            tqdm.write(f"note: {event.data['notice']}", file=sys.stderr)
         if event.stage != self._stage or self._bar is None:
             self.close()
             self._stage = event.stage

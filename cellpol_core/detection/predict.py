@@ -8,8 +8,9 @@ from typing import Optional, Sequence
 from ..defaults import DEFAULT_DEVICE, OTSU_MIN_SIZE_UM, PAIR_DISTANCE_UM
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
+from ..io.atomic import check_writable
 from ..io.paths import (IMAGE_SUFFIXES, expand_inputs, image_stem, match_vectors,  # noqa: F401
-                        vectors_path_for)
+                        vectors_path_for, vectors_paths_for)
 from ..io.vectors import DEFAULT_STRUCTURES, write_vectors
 
 
@@ -68,6 +69,7 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
     if method not in ("otsu", "model"):
         raise InputError(f"unknown method {method!r}; available: otsu, model")
     timings = timings if timings is not None else Timings()
+    check_writable(outdir, folder=True)  # before any work, not after it
     loaded = None
     if method == "model":
         if model is None:
@@ -89,10 +91,14 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
     n = len(paths)
+    outputs, renamed = vectors_paths_for(paths, outdir)
+    for image_path, csv_path in renamed:
+        yield ProgressEvent("predict", 0, n, data={"notice": (
+            f"{image_path}: another input has the same name; its vectors go to {csv_path.name}")})
     for k, path in enumerate(paths):
         if cancel is not None:
             cancel.check()
-        out = vectors_path_for(path, outdir)
+        out = outputs[k]
         if skip_existing and out.exists():
             written.append(out)
             continue

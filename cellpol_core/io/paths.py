@@ -96,3 +96,34 @@ def match_vectors(images, vectors) -> list:
                              f"{stem}_vectors.csv)", img)
         out.append(by_stem[stem])
     return out
+
+
+def vectors_paths_for(image_paths, outdir) -> tuple:
+    """The vector table of each image in ``outdir``, keeping images of the same name apart.
+
+    The first image named ``x`` writes ``x_vectors.csv``; another image of that
+    name (``d1/x.ome.tif`` and ``d2/x.tif``) writes ``x-2_vectors.csv``, and so
+    on, never taking the name of another input. Names are compared ignoring
+    case, as some file systems do.
+
+    Returns
+    -------
+    outputs : list of Path
+        One CSV path per image, in order.
+    renamed : list of (Path, Path)
+        (image, CSV) for each image whose CSV got a suffix, to tell the user.
+    """
+    stems = [image_stem(p) for p in image_paths]
+    taken = {s.casefold() for s in stems}
+    used, outputs, renamed = set(), [], []
+    for path, stem in zip(image_paths, stems):
+        name, k = stem, 1
+        while name.casefold() in used or (k > 1 and name.casefold() in taken):
+            k += 1
+            name = f"{stem}-{k}"
+        used.add(name.casefold())
+        out = Path(outdir) / f"{name}{VECTORS_SUFFIX}"
+        outputs.append(out)
+        if name != stem:
+            renamed.append((Path(path), out))
+    return outputs, renamed
