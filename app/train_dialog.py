@@ -1,8 +1,9 @@
 """The Train / fine-tune dialog (Jobs → Train…).
 
-It gathers the options of :meth:`AnnotatorWindow.train` (epochs, patch size,
-device, validation, model name, a model to fine-tune, resume) and hands them
-back as keyword arguments; it never runs anything itself.
+It gathers the options of :meth:`AnnotatorWindow.train`: a
+:class:`~cellpol_core.detection.config.TrainConfig` (epochs, patch size,
+device, validation fraction) and the model name, a model to fine-tune,
+validation images and resume; it never runs anything itself.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["TrainDialog", "cuda_available"]
+from cellpol_core.defaults import DEVICES
+from cellpol_core.detection.config import TrainConfig
 
-DEVICES = ("auto", "cpu", "cuda")
+__all__ = ["TrainDialog", "cuda_available"]
 
 
 def cuda_available() -> bool:
@@ -189,20 +191,31 @@ class TrainDialog(QDialog):
                 out.append(Path(item.data(Qt.ItemDataRole.UserRole)))
         return out
 
-    def kwargs(self) -> dict:
-        """Keyword arguments for :meth:`AnnotatorWindow.train`."""
-        resume = self.resume_box.isEnabled() and self.resume_box.isChecked()
-        out = {"epochs": self.epochs_spin.value(), "name": self.model_name(),
-               "init": None if resume else self.init_combo.currentData(),
-               "device": self.device_combo.currentText()}
+    def resume(self) -> bool:
+        """Whether resuming is chosen (and possible)."""
+        return self.resume_box.isEnabled() and self.resume_box.isChecked()
+
+    def config(self) -> TrainConfig:
+        """The chosen hyperparameters (the rest keep TrainConfig's defaults)."""
+        changes = {"epochs": self.epochs_spin.value(), "device": self.device_combo.currentText(),
+                   "val_fraction": round(self.val_fraction_spin.value(), 4)}
         if not self.patch_default.isChecked():
             s = self.patch_spins
             yx = (s["Y"].value(), s["X"].value())
-            out["patch_size"] = (s["Z"].value(),) + yx if self.ndim == 3 else yx
+            changes["patch_size"] = (s["Z"].value(),) + yx if self.ndim == 3 else yx
+        return TrainConfig(**changes)
+
+    def kwargs(self) -> dict:
+        """Keyword arguments for :meth:`AnnotatorWindow.train`.
+
+        ``config`` (:meth:`config`), ``name``, ``init`` (None when resuming),
+        ``val_images`` when validation images are chosen, ``resume`` when set.
+        """
+        resume = self.resume()
+        out = {"config": self.config(), "name": self.model_name(),
+               "init": None if resume else self.init_combo.currentData()}
         if self.val_images_radio.isChecked() and self.validation_images():
             out["val_images"] = self.validation_images()
-        else:
-            out["val_fraction"] = round(self.val_fraction_spin.value(), 4)
         if resume:
             out["resume"] = True
         return out

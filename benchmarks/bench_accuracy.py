@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     from cellpol_core.detection.infer import predict_image
     from cellpol_core.jobs import run_job
     from cellpol_core.detection.model import load_model
+    from cellpol_core.detection.config import TrainConfig
     from cellpol_core.detection.train import train
     from cellpol_core.detection.tune import tune
 
@@ -58,11 +59,13 @@ def main(argv=None) -> int:
                                 ignore=shutil.ignore_patterns("checkpoint_last.pt"))
         if not (out / "weights_best.pt").exists():
             with ProgressBar(disable=False) as bar:
-                run_job(train(tr_img, tr_vec, outdir=out, val_images=va_img, val_vectors=va_vec,
-                              arch=arch, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                              patch_size=recipe.PATCH, batch_size=2,
-                              model_voxel_size=recipe.MODEL_VOXEL_SIZE, device="cpu", seed=0),
-                        bar)
+                config = TrainConfig(arch=arch, epochs=args.epochs,
+                                     steps_per_epoch=args.steps_per_epoch,
+                                     patch_size=recipe.PATCH, batch_size=2,
+                                     model_voxel_size=recipe.MODEL_VOXEL_SIZE, device="cpu",
+                                     seed=0)
+                run_job(train(tr_img, tr_vec, outdir=out, config=config, val_images=va_img,
+                              val_vectors=va_vec), bar)
         with ProgressBar(disable=False) as bar:
             run_job(tune(out, tu_img, tu_vec, device="cpu"), bar)
         models[name] = out

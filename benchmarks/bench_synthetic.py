@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     from cellpol_core.detection.infer import predict_image
     from cellpol_core.jobs import run_job
     from cellpol_core.detection.model import load_model
+    from cellpol_core.detection.config import TrainConfig
     from cellpol_core.detection.train import train
     from cellpol_core.detection.tune import tune
 
@@ -106,8 +107,8 @@ def main(argv=None) -> int:
     syn_img = sorted(synth_dir.glob("synthetic_*.ome.tif"))[:args.n_synthetic]
     syn_vec = [p.with_name(p.name.replace(".ome.tif", "_vectors.csv")) for p in syn_img]
 
-    common = dict(arch="light", steps_per_epoch=args.steps_per_epoch, patch_size=PATCH,
-                  batch_size=2, model_voxel_size=VOXEL, device=args.device, seed=0)
+    common = TrainConfig(arch="light", steps_per_epoch=args.steps_per_epoch, patch_size=PATCH,
+                         batch_size=2, model_voxel_size=VOXEL, device=args.device, seed=0)
     half = max(1, args.epochs // 2)
     plans = {
         "real-only": [("real", real_img, real_vec, args.epochs)],
@@ -125,8 +126,8 @@ def main(argv=None) -> int:
             if not (out / "weights_best.pt").exists() or \
                     len((out / "training_log.csv").read_text().splitlines()) <= epochs:
                 with ProgressBar(disable=False) as bar:
-                    run_job(train(imgs, vecs, outdir=out, epochs=epochs, init=init,
-                                  resume=(out / "checkpoint_last.pt").exists(), **common), bar)
+                    run_job(train(imgs, vecs, outdir=out, config=common.replace(epochs=epochs),
+                                  init=init, resume=(out / "checkpoint_last.pt").exists()), bar)
             init = out
         times[name] = time.perf_counter() - t0
         with ProgressBar(disable=False) as bar:

@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     from cellpol_core.detection.infer import predict_image
     from cellpol_core.jobs import run_job
     from cellpol_core.detection.model import CHECKPOINT_FILE, load_model
+    from cellpol_core.detection.config import TrainConfig
     from cellpol_core.detection.train import train
     from cellpol_core.detection.tune import format_report, tune
 
@@ -88,13 +89,16 @@ def main(argv=None) -> int:
     te_img, te_vec = write_set(args.work / "test", TEST_SEEDS)
     model_dir = args.work / "model"
     with ProgressBar(disable=False) as bar:
-        run_job(train(tr_img, tr_vec, outdir=model_dir, val_images=va_img, val_vectors=va_vec,
-                      arch="light", epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                      patch_size=PATCH, batch_size=2, model_voxel_size=MODEL_VOXEL_SIZE,
-                      device="cpu", seed=0, resume=args.resume), bar)
+        config = TrainConfig(arch="light", epochs=args.epochs,
+                             steps_per_epoch=args.steps_per_epoch, patch_size=PATCH,
+                             batch_size=2, model_voxel_size=MODEL_VOXEL_SIZE, device="cpu",
+                             seed=0)
+        run_job(train(tr_img, tr_vec, outdir=model_dir, config=config, val_images=va_img,
+                      val_vectors=va_vec, resume=args.resume), bar)
     # From the log, so that a resumed run reports its whole training time.
-    from cellpol_core.detection.train import read_training_log
-    t_train = sum(float(r["seconds"]) for r in read_training_log(model_dir / "training_log.csv"))
+    from cellpol_core.detection.train import LOG_COLUMNS, read_training_log
+    log = read_training_log(model_dir / "training_log.csv", LOG_COLUMNS)
+    t_train = sum(float(r["seconds"]) for r in log)
     with ProgressBar(disable=False) as bar:
         _, report = run_job(tune(model_dir, tu_img, tu_vec, device="cpu"), bar)
     print(format_report(report))

@@ -30,11 +30,11 @@ def _data(n=2):
     return images, vectors
 
 
-def _train(outdir, *, epochs=1, steps=2, resume=False, cancel=None, events=None):
+def _train(outdir, *, epochs=1, steps=2, resume=False, cancel=None, events=None, on_event=None):
     images, vectors = _data()
     job = train_gan(images, vectors, outdir=outdir, epochs=epochs, patch=PATCH, base_filters=4,
                     steps_per_epoch=steps, device="cpu", seed=0, resume=resume, cancel=cancel)
-    return run_job(job, None if events is None else events.append)
+    return run_job(job, on_event or (None if events is None else events.append))
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -105,6 +105,68 @@ def test_cancel_saves_checkpoint(tmp_path):
     with pytest.raises(Cancelled):
         _train(tmp_path / "gan", cancel=token)
     assert int(load_state(tmp_path / "gan" / "checkpoint_last.pt")["epoch"]) == 0
+
+
+def _same_weights(a, b):
+    a, b = load_state(a), load_state(b)
+    assert a.keys() == b.keys()
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cancel_mid_epoch_then_resume_is_exact(tmp_path):
+    """GAN training runs in the shared epoch loop: a cancelled epoch resumes where it stopped."""
+    full = tmp_path / "full"
+    _train(full, epochs=2, steps=2)
+    token = CancelToken()
+    seen = []
+
+    def on_event(e):
+        seen.append(e)
+        if e.stage == "gan" and e.data.get("epoch") == 2 and e.data.get("step") == 1:
+            token.cancel()
+
+    out = tmp_path / "gan"
+    with pytest.raises(Cancelled):
+        _train(out, epochs=2, steps=2, cancel=token, on_event=on_event)
+    ck = load_state(out / "checkpoint_last.pt")
+    assert (int(ck["epoch"]), int(ck["step"])) == (1, 1)
+    events = []
+    _train(out, epochs=2, steps=2, resume=True, events=events)
+    assert [e.data["step"] for e in events if e.stage == "gan" and "step" in e.data] == [2]
+    assert _same_weights(full / "generator.pt", out / "generator.pt")
+    assert _same_weights(full / "discriminator.pt", out / "discriminator.pt")
+    with open(full / "training_log.csv") as a, open(out / "training_log.csv") as b:
+        cols = ("epoch", "d_loss", "g_loss", "l1")
+        assert [[r[c] for c in cols] for r in csv.DictReader(a)] == \
+            [[r[c] for c in cols] for r in csv.DictReader(b)]
+
+
+def test_train_and_train_gan_share_the_epoch_loop(tmp_path, monkeypatch):
+    import cellpol_core.detection.loop as loop
+    from cellpol_core.detection.config import TrainConfig
+    from cellpol_core.detection.train import train
+
+    stages = []
+    real = loop.epoch_loop
+
+    def spy(trainer, **kw):
+        stages.append((trainer.stage, kw["epochs"], kw["steps_per_epoch"]))
+        return (yield from real(trainer, **kw))
+
+    monkeypatch.setattr(loop, "epoch_loop", spy)
+    _train(tmp_path / "gan", epochs=1, steps=1)
+    images, vectors = _data(1)
+    config = TrainConfig(epochs=1, steps_per_epoch=1, patch_size=PATCH, batch_size=1,
+                         device="cpu")
+    run_job(train(images, vectors, outdir=tmp_path / "model", config=config))
+    assert stages == [("gan", 1, 1), ("train", 1, 1)]
+
+
+def test_default_steps_per_epoch_is_one_rule():
+    from cellpol_core.detection.loop import default_steps_per_epoch
+
+    assert default_steps_per_epoch([(16, 48, 48)], (16, 32, 32), 1) == 4  # at least 4
+    assert default_steps_per_epoch([(64, 256, 256)] * 2, (16, 32, 32), 2) == 256
 
 
 def test_generate_writes_readable_pairs(tmp_path):

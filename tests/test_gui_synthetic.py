@@ -55,8 +55,11 @@ def _buttons(panel):
 
 def _fake_train(calls):
     """A stand-in for cellpol_core.train.train: records its arguments, two epochs."""
-    def fake(images, vectors, *, outdir, epochs=50, cancel=None, **kw):
-        calls.append(dict(images=[str(p) for p in images], outdir=str(outdir), epochs=epochs,
+    def fake(images, vectors, *, outdir, config, cancel=None, **kw):
+        from dataclasses import asdict
+
+        epochs = config.epochs
+        calls.append(dict(images=[str(p) for p in images], outdir=str(outdir), **asdict(config),
                           **kw))
         for e in range(1, epochs + 1):
             yield ProgressEvent("train", e, epochs, message=f"epoch {e}/{epochs}",
@@ -94,6 +97,7 @@ def test_synthetic_pairs_and_errors(tmp_path):
 
 def test_train_with_synthetic_phases(tmp_path, monkeypatch):
     import cellpol_core.detection.train as core_train
+    from cellpol_core.detection.config import TrainConfig
     from cellpol_core.synthetic.pretrain import train_with_synthetic
 
     calls = []
@@ -102,9 +106,10 @@ def test_train_with_synthetic_phases(tmp_path, monkeypatch):
     out = tmp_path / "models" / "m"
     events = []
     result = run_job(train_with_synthetic(
-        ["real.tif"], ["real.csv"], synthetic=syn, outdir=out, epochs=2, synthetic_epochs=3,
-        channels=(1, 0), val_images=["v.tif"], val_vectors=["v.csv"], arch="light",
-        patch_size=(8, 32, 32), seed=4), events.append)
+        ["real.tif"], ["real.csv"], synthetic=syn, outdir=out, synthetic_epochs=3,
+        channels=(1, 0), val_images=["v.tif"], val_vectors=["v.csv"],
+        config=TrainConfig(epochs=2, arch="light", patch_size=(8, 32, 32), seed=4)),
+        events.append)
     assert result == out
     pre, real = calls
     # Pre-training: the synthetic images, the shared options only.
@@ -124,7 +129,8 @@ def test_train_with_synthetic_phases(tmp_path, monkeypatch):
 
     calls.clear()
     run_job(train_with_synthetic(["real.tif"], ["real.csv"], synthetic=syn, outdir=out,
-                                 epochs=2, synthetic_only=True, channels=(1, 0)))
+                                 config=TrainConfig(epochs=2), synthetic_only=True,
+                                 channels=(1, 0)))
     assert len(calls) == 1 and calls[0]["outdir"] == str(out) and calls[0]["epochs"] == 2
     assert "init" not in calls[0] and "channels" not in calls[0]
 

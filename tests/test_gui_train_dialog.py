@@ -10,6 +10,7 @@ pytest.importorskip("superqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from cellpol_core.detection.config import TrainConfig  # noqa: E402
 from cellpol_core.io.image import write_ome_tiff  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs]
@@ -47,8 +48,9 @@ def test_dialog_defaults_and_cuda_disabled(window, qtbot):
     cuda = dialog.device_combo.model().item(2)
     assert dialog.device_combo.itemText(2) == "cuda" and not cuda.isEnabled()
     kw = dialog.kwargs()
-    assert kw["epochs"] == 20 and kw["init"] is None and kw["device"] == "auto"
-    assert kw["val_fraction"] == 0.1 and "patch_size" not in kw and "resume" not in kw
+    assert kw["init"] is None and "resume" not in kw and "val_images" not in kw
+    assert kw["config"] == TrainConfig(epochs=20, device="auto", val_fraction=0.1)
+    assert kw["config"].patch_size is None
     assert not dialog.resume_box.isEnabled()  # no checkpoint in a new folder
     assert TrainDialog(window.project, [], cuda=True).device_combo.model().item(2).isEnabled()
 
@@ -78,8 +80,8 @@ def test_dialog_builds_fine_tune_resume_and_validation_args(window, qtbot, tmp_p
     dialog.val_images_radio.setChecked(True)
     dialog.val_list.item(0).setCheckState(Qt.CheckState.Checked)
     assert dialog.kwargs() == {
-        "epochs": 3, "name": "tuned", "init": str(old), "device": "cpu",
-        "patch_size": (8, 24, 32), "val_images": [images[0]]}
+        "config": TrainConfig(epochs=3, device="cpu", patch_size=(8, 24, 32), val_fraction=0.1),
+        "name": "tuned", "init": str(old), "val_images": [images[0]]}
 
     dialog.name_edit.setText("old")  # an existing folder with a checkpoint
     assert dialog.resume_box.isEnabled()
@@ -91,7 +93,7 @@ def test_dialog_builds_fine_tune_resume_and_validation_args(window, qtbot, tmp_p
     flat = TrainDialog(project, images, cuda=False, ndim=2)
     qtbot.addWidget(flat)
     flat.patch_default.setChecked(False)
-    assert flat.kwargs()["patch_size"] == (64, 64)
+    assert flat.kwargs()["config"].patch_size == (64, 64)
 
 
 def test_window_train_dialog_passes_its_kwargs(window, qtbot, monkeypatch):
@@ -102,7 +104,8 @@ def test_window_train_dialog_passes_its_kwargs(window, qtbot, monkeypatch):
     monkeypatch.setattr(type(window), "train", lambda self, **kw: calls.append(kw) or True)
     assert window.train_action.text() == "&Train / fine-tune…"
     window.train_action.trigger()
-    assert len(calls) == 1 and calls[0]["epochs"] == 20 and calls[0]["val_fraction"] == 0.1
+    assert len(calls) == 1 and calls[0]["config"].epochs == 20
+    assert calls[0]["config"].val_fraction == 0.1
 
 
 def test_validation_images_are_left_out_of_training(window, qtbot, monkeypatch):
@@ -122,6 +125,7 @@ def test_validation_images_are_left_out_of_training(window, qtbot, monkeypatch):
     wait_job(qtbot, window.jobs, timeout=30000)
     assert seen["images"] == [images[1]] and seen["vectors"] == [tables[1]]
     assert seen["val_images"] == [images[0]] and seen["val_vectors"] == [tables[0]]
+    assert seen["config"] == TrainConfig(epochs=1)  # the window's keywords become a config
 
 
 @pytest.mark.slow  # torch import + two tiny epochs on shared CPU cores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..defaults import DEFAULT_DEVICE, DEVICES, PAIR_DISTANCE_UM
 from ..errors import InputError
 from ..jobs import run_job
 from ..io.paths import expand_inputs
@@ -39,7 +40,7 @@ def register(sub):
     t.add_argument("--end-box", nargs="+", type=float, metavar="UM", default=None,
                    help="mask box around end centroids, X Y Z µm (2D: X Y); default 8 8 5")
     t.add_argument("--resume", action="store_true", help="continue from GAN_DIR's checkpoint")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    t.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=run_train)
 
@@ -54,11 +55,11 @@ def register(sub):
                    help="pairs per image, drawn in [MIN, MAX] (default 11 18)")
     g.add_argument("--shape", nargs="+", type=int, metavar="N",
                    help="image size X Y Z (2D: X Y); default the training patch")
-    g.add_argument("--max-pair-um", type=float, default=14.0,
-                   help="longest start-end distance in µm (default 14)")
+    g.add_argument("--max-pair-um", type=float, default=PAIR_DISTANCE_UM,
+                   help=f"longest start-end distance in µm (default {PAIR_DISTANCE_UM:g})")
     g.add_argument("--min-sep-um", type=float, default=6.0,
                    help="shortest distance between any two centroids in µm (default 6)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    g.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
     g.set_defaults(func=run_generate)
 
     e = gsub.add_parser("evaluate", help="SSIM of real images and images generated from "
@@ -67,7 +68,7 @@ def register(sub):
                                     "print the SSIM (mean ± SD over patches).")
     e.add_argument("gan_dir", metavar="GAN_DIR", help="GAN folder")
     _add_pairs(e)
-    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    e.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
     e.set_defaults(func=run_evaluate)
 
 

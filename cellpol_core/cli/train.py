@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..defaults import DEFAULT_DEVICE, DEVICES
 from ..errors import InputError
 from ..jobs import run_job
 from ..io.paths import expand_inputs, match_vectors
@@ -57,7 +58,7 @@ def register(sub):
                         "the --images")
     p.add_argument("--synthetic-epochs", type=int,
                    help="epochs of the synthetic pre-training (default: --epochs)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
                    help="tune thresholds at the end, on the --val images or else on the "
@@ -95,6 +96,17 @@ def _check_synthetic_flags(args):
         raise InputError("--synthetic-epochs must be at least 1")
 
 
+def train_config(args):
+    """The :class:`~cellpol_core.detection.config.TrainConfig` of ``cellpol train``'s flags."""
+    from ..detection.config import TrainConfig
+
+    return TrainConfig(arch=args.arch, preset=args.preset, structures=args.structures,
+                       model_voxel_size=_model_voxel_size(args), epochs=args.epochs,
+                       steps_per_epoch=args.steps_per_epoch, patch_size=_patch(args),
+                       batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
+                       alpha=args.alpha, beta=args.beta, seed=args.seed, device=args.device)
+
+
 def run(args) -> int:
     from ..detection.train import train
 
@@ -106,26 +118,20 @@ def run(args) -> int:
         if not args.val_vectors:
             raise InputError("--val needs --val-vectors")
         val_vectors = match_vectors(val_images, args.val_vectors)
-    options = dict(val_images=val_images, val_vectors=val_vectors,
-                   val_fraction=args.val_fraction, arch=args.arch, patch_size=_patch(args),
-                   batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps_per_epoch,
-                   device=args.device, seed=args.seed, preset=args.preset,
-                   channels=args.channels, structures=args.structures, axes=args.axes,
-                   voxel_size=voxel_size_from_args(args),
-                   model_voxel_size=_model_voxel_size(args), alpha=args.alpha, beta=args.beta)
+    config = train_config(args)
+    data = dict(val_images=val_images, val_vectors=val_vectors, channels=args.channels,
+                axes=args.axes, voxel_size=voxel_size_from_args(args))
     if getattr(args, "synthetic", None):
-        # Synthetic images carry their channel names and voxel size: the options
-        # that say how to read the real images are not applied to them.
         from ..synthetic.pretrain import train_with_synthetic
 
         _check_synthetic_flags(args)
         job = train_with_synthetic(images, vectors, synthetic=args.synthetic,
-                                   outdir=args.output, epochs=args.epochs,
+                                   outdir=args.output, config=config,
                                    synthetic_epochs=args.synthetic_epochs,
-                                   prefixes=("synthetic pre-training: ", ""), **options)
+                                   prefixes=("synthetic pre-training: ", ""), **data)
     else:
-        job = train(images, vectors, outdir=args.output, epochs=args.epochs, init=args.init,
-                    resume=args.resume, **options)
+        job = train(images, vectors, outdir=args.output, config=config, init=args.init,
+                    resume=args.resume, **data)
     model_dir = run_epochs(job)
     if getattr(args, "synthetic", None):
         from ..synthetic.pretrain import pretrain_dir

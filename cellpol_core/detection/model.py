@@ -3,13 +3,17 @@
 Layout::
 
     MODEL_DIR/
-        config.json        schema_version, architecture, structures, channels,
-                           voxel size, normalisation, patch size, target radii
-        thresholds.json    decoding thresholds (tau, d_min, d_max, delta)
-        weights_best.pt    state_dict with the best validation loss
-        weights_last.pt    state_dict after the last epoch (and resume state)
-        training_log.csv   one row per epoch
-        metrics.json       evaluation on the validation images
+        config.json         schema_version, architecture, structures, channels,
+                            voxel size, normalisation, patch size, target radii,
+                            and under "training" the TrainConfig it was trained with
+        thresholds.json     decoding thresholds (tau, d_min, d_max, delta)
+        weights_best.pt     state_dict with the best validation loss
+        weights_last.pt     state_dict after the last epoch
+        checkpoint_last.pt  the resume state: weights, optimiser, scheduler, epoch
+                            and step reached, random states (see
+                            :mod:`cellpol_core.detection.loop`)
+        training_log.csv    one row per epoch
+        metrics.json        evaluation on the validation images
 
 Weights are plain ``state_dict`` tensors, loaded with
 ``torch.load(weights_only=True)``, so opening a model never runs code.
@@ -24,7 +28,9 @@ from pathlib import Path
 from typing import Optional
 
 from ..io.atomic import atomic_path, write_text_atomic
+from ..defaults import EMBED_MARGIN, PAIR_DISTANCE_UM, PEAK_D_MIN_UM, PEAK_TAU
 from ..errors import InputError
+from .config import TrainConfig
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -61,10 +67,10 @@ class Thresholds:
         ``"default"`` or ``"tuned"``.
     """
 
-    tau: tuple = (0.5, 0.5)
-    d_min_um: tuple = (4.0, 2.0)
-    d_max_um: float = 14.0
-    delta: float = 2.0
+    tau: tuple = PEAK_TAU
+    d_min_um: tuple = PEAK_D_MIN_UM
+    d_max_um: float = PAIR_DISTANCE_UM
+    delta: float = EMBED_MARGIN
     embed_weight: Optional[float] = None
     source: str = "default"
 
@@ -79,7 +85,7 @@ class Thresholds:
         try:
             return cls(tau=tuple(float(v) for v in d["tau"]),
                        d_min_um=tuple(float(v) for v in d["d_min_um"]),
-                       d_max_um=float(d["d_max_um"]), delta=float(d.get("delta", 2.0)),
+                       d_max_um=float(d["d_max_um"]), delta=float(d.get("delta", EMBED_MARGIN)),
                        embed_weight=(None if d.get("embed_weight") is None
                                      else float(d["embed_weight"])),
                        source=str(d.get("source", "default")))
@@ -114,6 +120,9 @@ class ModelConfig:
         ``{"method": "percentile", "low": 0.05, "high": 99.95}``.
     preset : str
         Structure-pair preset used for sizes (``"nucleus-golgi"``...).
+    training : TrainConfig or None
+        How the model was trained (``"training"`` in ``config.json``); None
+        for folders written before CellPol recorded it.
     """
 
     network: dict
@@ -130,6 +139,7 @@ class ModelConfig:
     schema_version: int = SCHEMA_VERSION
     cellpol_version: str = ""
     extra: dict = field(default_factory=dict)
+    training: Optional[TrainConfig] = None
 
     @property
     def embedding(self) -> bool:
@@ -153,6 +163,7 @@ class ModelConfig:
             "normalisation": self.normalisation,
             "preset": self.preset,
             "extra": self.extra,
+            **({"training": self.training.to_dict()} if self.training is not None else {}),
         }
 
     @classmethod
@@ -175,7 +186,11 @@ class ModelConfig:
                 normalisation=dict(d.get("normalisation", {})),
                 preset=str(d.get("preset", "")), schema_version=version,
                 cellpol_version=str(d.get("cellpol_version", "")), extra=dict(d.get("extra", {})),
+                training=(TrainConfig.from_dict(d["training"]) if d.get("training") is not None
+                          else None),
             )
+        except InputError as exc:
+            raise InputError(f"broken training configuration ({exc})", path) from None
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"broken config.json ({type(exc).__name__}: {exc})", path) from None
 

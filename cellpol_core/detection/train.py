@@ -24,10 +24,7 @@ interrupted run exactly.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -36,8 +33,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
+from .config import TrainConfig
+from .loop import Trainer, read_training_log, write_training_log  # noqa: F401 (re-exported)
 from .model import (CHECKPOINT_FILE, TRAINING_LOG, WEIGHTS_BEST, WEIGHTS_LAST, ModelConfig,
-                    Thresholds, load_model, load_state, read_config, save_state, write_config,
+                    Thresholds, load_model, read_config, save_state, write_config,
                     write_thresholds)
 from ..io.resample import coord_scale, needs_resampling, resample_channels, resampled_shape
 from ..io.vectors import VectorTable
@@ -295,20 +294,17 @@ def load_annotated_images(images, vectors, *, channels=None, structures=None, ax
     return out
 
 
-def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence = (),
-          val_vectors: Sequence = (), val_fraction=0.1, arch="light", epochs=50,
-          patch_size=None, batch_size=2, lr=1e-3, steps_per_epoch=None, init=None,
-          device="auto", seed=0, resume=False, preset="nucleus-golgi", channels=None,
-          structures=None, axes=None, voxel_size=None, model_voxel_size=None,
-          weighting="balanced", augment_p=0.5,
-          pair_bias=0.8, alpha=1.0, beta=1.0, delta=2.0, plateau_patience=10, num_threads=None,
-          cancel: Optional[CancelToken] = None):
+def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[TrainConfig] = None,
+          val_images: Sequence = (), val_vectors: Sequence = (), channels=None, axes=None,
+          voxel_size=None, init=None, resume=False, cancel: Optional[CancelToken] = None):
     """Train (or fine-tune, or resume) a CellPol model into a model folder.
 
     A generator job: yields :class:`~cellpol_core.jobs.ProgressEvent` (stage
-    ``"train"``; ``data`` holds ``epoch``, losses, ``lr``, ``device`` and
-    ``eta_s``; an event with ``data["epoch_end"]`` closes each epoch) and
-    returns the model folder path.
+    ``"load"`` while reading, then ``"train"``; ``data`` holds ``epoch``,
+    the losses, ``device`` and ``eta_s``; an event with ``data["epoch_end"]``
+    closes each epoch, with its log row, ``lr`` and ``best``) and returns
+    the model folder path. The epochs run in
+    :func:`cellpol_core.detection.loop.epoch_loop`.
 
     Parameters
     ----------
@@ -316,234 +312,257 @@ def train(images: Sequence, vectors: Sequence, *, outdir, val_images: Sequence =
         Training images (paths or CellImage) and their vectors (paths or
         VectorTable), one CSV per image.
     outdir : path
-        The model folder to write.
+        The model folder to write. Its ``config.json`` records ``config``
+        under ``"training"``.
+    config : TrainConfig, optional
+        Every hyperparameter of the run (epochs, learning rate, patch size,
+        seed, device...); default ``TrainConfig()``.
     val_images, val_vectors : sequences, optional
-        Validation images and vectors. Without them, ``val_fraction`` of each
-        training image (along x) is held out.
-    arch : str
-        Network preset (see :data:`cellpol_core.detection.network.ARCHITECTURES`).
-    epochs : int
-        Total number of epochs (a resumed run continues up to it).
-    patch_size : tuple of int, optional
-        (Z, Y, X) or (Y, X); default from the preset, shrunk to the images.
-    batch_size, lr : int, float
-        Mini-batch size and Adam learning rate.
-    steps_per_epoch : int, optional
-        Default: enough patches to cover the training voxels once (at least 4).
-    init : path or str, optional
-        A model to fine-tune; its network and voxel size are kept.
-    device : {"auto", "cpu", "cuda"}
-        ``auto`` uses CUDA when present.
-    seed : int
-        Makes runs repeatable.
-    resume : bool
-        Continue from ``outdir``'s last checkpoint.
-    preset : str
-        Structure-pair preset giving target radii and d_max.
+        Validation images and vectors. Without them, ``config.val_fraction``
+        of each training image (along x) is held out.
     channels : (int, int), optional
-        Start and end channels of every image.
-    structures : (str, str), optional
-        Structure names; default from the preset.
+        Start and end channels of every image; default the channels named
+        like the structures, else 0 and 1.
     axes : str, optional
         Axes override for reading images.
     voxel_size : tuple of 3 floats, optional
         (z, y, x) µm override for all images.
-    model_voxel_size : tuple of 3 floats, optional
-        (z, y, x) µm the model works at; images are resampled to it, here and
-        at prediction. Default: the first training image's voxel size. A
-        coarser size trades detail for speed.
-    weighting : {"balanced", "reference"}
-        Heatmap loss weights.
-    augment_p : float
-        Probability of each augmentation.
+    init : path or str, optional
+        A model to fine-tune; its network and voxel size are kept.
+    resume : bool
+        Continue from ``outdir``'s ``checkpoint_last.pt``, exactly where it
+        stopped (after the last epoch, or where a cancel interrupted one).
     cancel : CancelToken, optional
-        Checked between steps; on cancel the last checkpoint is saved first.
+        Checked between steps; on cancel the checkpoint is saved first.
+
+    Raises
+    ------
+    InputError
+        Bad images, vectors or options, or nothing to resume.
+
+    Examples
+    --------
+    >>> from cellpol_core.jobs import run_job
+    >>> config = TrainConfig(epochs=2, steps_per_epoch=4, device="cpu")
+    >>> model_dir = run_job(train(["a.tif"], ["a.csv"], outdir="m",
+    ...                           config=config))  # doctest: +SKIP
     """
     import torch
 
-    from .losses import CellPolLoss
-    from .network import (autocast_context, build_network, device_description,
-                          prepare_for_device, select_device)
+    from .loop import default_steps_per_epoch, epoch_loop, read_checkpoint, seed_everything
     from .targets import get_preset
 
+    config = TrainConfig() if config is None else config
     outdir = Path(outdir)
-    # Seed before any network is built: initial weights must repeat too.
-    torch.manual_seed(seed)
+    rng = seed_everything(config.seed)
     try:
-        pair = get_preset(preset)
+        pair = get_preset(config.preset)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    structures = tuple(structures or pair.structures)
+    structures = tuple(config.structures or pair.structures)
     if not images:
         raise InputError("no training images given")
+    checkpoint = read_checkpoint(outdir / CHECKPOINT_FILE, resume=resume)
     yield ProgressEvent("load", 0, len(images) + len(val_images), message="reading images")
-    train_src = load_annotated_images(images, vectors, channels=channels, structures=structures,
-                                      axes=axes, voxel_size=voxel_size)
-    val_src = load_annotated_images(val_images, val_vectors, channels=channels,
-                                    structures=structures, axes=axes,
-                                    voxel_size=voxel_size) if val_images else []
+    read = dict(channels=channels, structures=structures, axes=axes, voxel_size=voxel_size)
+    train_src = load_annotated_images(images, vectors, **read)
+    val_src = load_annotated_images(val_images, val_vectors, **read) if val_images else []
     dims = train_src[0][0].ndim
     if any(im.ndim != dims for im, _, _ in train_src + val_src):
         raise InputError("training images mix 2D and 3D")
 
-    # Model configuration: from the checkpoint folder, an init model, or new.
-    init_state = None
-    if resume and (outdir / CHECKPOINT_FILE).exists():
-        config = read_config(outdir)
-    elif init is not None:
-        base = load_model(init, for_inference=False)
-        config = base.config
-        config.extra = dict(config.extra, init=str(base.path))
-        init_state = {k: v.detach().cpu() for k, v in base.net.state_dict().items()}
-    else:
-        net0 = build_network(arch, in_channels=2, spatial_dims=dims)
-        model_vs = model_voxel_size or train_src[0][0].voxel_size or (1.0, 1.0, 1.0)
-        if dims == 2:
-            model_vs = (1.0,) + tuple(model_vs[-2:])
-        config = ModelConfig(network=net0.config(), arch=arch, structures=structures,
-                             channel_names=tuple(train_src[0][0].channel_names[c]
-                                                 for c in train_src[0][2]),
-                             voxel_size=tuple(float(v) for v in model_vs), spatial_dims=dims,
-                             patch_size=(), radii=tuple(pair.radii), preset=pair.name)
-        del net0
-    if config.spatial_dims != dims:
-        raise InputError(f"the model is {config.spatial_dims}D but the images are {dims}D")
+    model_config, init_state = _model_config(outdir, config, train_src, structures, pair,
+                                             init=init, resume=checkpoint is not None)
+    if model_config.spatial_dims != dims:
+        raise InputError(f"the model is {model_config.spatial_dims}D but the images are {dims}D")
+    items, val_items = _training_items(train_src, val_src, model_config, config.val_fraction)
 
-    items = [prepare_image(im, t, channels=ch, voxel_size=config.voxel_size, name=str(im.path))
-             for im, t, ch in train_src]
-    val_items = [prepare_image(im, t, channels=ch, voxel_size=config.voxel_size, name=str(im.path))
-                 for im, t, ch in val_src]
+    net = build_network_from_config(model_config)
+    patch_size = config.patch_size or (tuple(model_config.patch_size) or (
+        (64, 128, 128) if dims == 3 else (256, 256)))
+    patch_size = fit_patch_size(patch_size, [it.spatial_shape for it in items],
+                                net.size_multiple())
+    model_config.patch_size = tuple(patch_size)
+    model_config.training = config
+    if config.num_threads:
+        torch.set_num_threads(int(config.num_threads))
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    trainer = _ModelTrainer(net, items, val_items, model_config=model_config, config=config,
+                            outdir=outdir, rng_seed=config.seed)
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_config(outdir, model_config)
+    if not (outdir / "thresholds.json").exists():
+        # Until tuned: the joint assignment with λ = 0 (distance, gated by the
+        # embeddings), which beat the greedy rule on held-out phantoms.
+        write_thresholds(outdir, Thresholds(d_min_um=_default_dmin(model_config),
+                                            d_max_um=pair.d_max, delta=config.delta,
+                                            embed_weight=0.0 if model_config.embedding
+                                            else None))
+    steps = config.steps_per_epoch or default_steps_per_epoch(
+        [it.spatial_shape for it in items], patch_size, config.batch_size)
+    yield from epoch_loop(trainer, epochs=config.epochs, steps_per_epoch=steps, rng=rng,
+                          checkpoint=checkpoint, cancel=cancel,
+                          start_data={"patch_size": patch_size,
+                                      "n_val_patches": len(trainer.val_set)})
+    return outdir
+
+
+def _model_config(outdir, config: TrainConfig, train_src, structures, pair, *, init, resume):
+    """The model folder's configuration: from the checkpoint folder, an init model, or new.
+
+    Returns ``(ModelConfig, init_state)``; ``init_state`` is the fine-tuned
+    model's weights, or None.
+    """
+    from .network import build_network
+
+    if resume:
+        return read_config(outdir), None
+    if init is not None:
+        base = load_model(init, for_inference=False)
+        model_config = base.config
+        model_config.extra = dict(model_config.extra, init=str(base.path))
+        return model_config, {k: v.detach().cpu() for k, v in base.net.state_dict().items()}
+    first, _, first_channels = train_src[0]
+    dims = first.ndim
+    # Built for its arguments only; building it advances torch's generator,
+    # which the initial weights of seeded runs have always followed.
+    net0 = build_network(config.arch, in_channels=2, spatial_dims=dims)
+    model_vs = config.model_voxel_size or first.voxel_size or (1.0, 1.0, 1.0)
+    if dims == 2:
+        model_vs = (1.0,) + tuple(model_vs[-2:])
+    model_config = ModelConfig(network=net0.config(), arch=config.arch, structures=structures,
+                               channel_names=tuple(first.channel_names[c]
+                                                   for c in first_channels),
+                               voxel_size=tuple(float(v) for v in model_vs), spatial_dims=dims,
+                               patch_size=(), radii=tuple(pair.radii), preset=pair.name)
+    return model_config, None
+
+
+def _training_items(train_src, val_src, model_config: ModelConfig, val_fraction) -> tuple:
+    """Training and validation :class:`TrainingImage` lists at the model's voxel size."""
+    def prepare(src):
+        return [prepare_image(im, t, channels=ch, voxel_size=model_config.voxel_size,
+                              name=str(im.path)) for im, t, ch in src]
+
+    items, val_items = prepare(train_src), prepare(val_src)
     if not val_items and val_fraction > 0:
         split = [split_holdout(it, fraction=val_fraction) for it in items]
         items = [a for a, _ in split]
         val_items = [b for _, b in split if b is not None]
+    return items, val_items
 
-    net = build_network_from_config(config)
-    multiple = net.size_multiple()
-    if patch_size is None:
-        patch_size = tuple(config.patch_size) if config.patch_size else (
-            (64, 128, 128) if dims == 3 else (256, 256))
-    patch_size = fit_patch_size(patch_size, [it.spatial_shape for it in items], multiple)
-    config.patch_size = tuple(patch_size)
 
-    dev = select_device(device)
-    desc = device_description(dev)
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    rng = np.random.default_rng(seed)
-    if init_state is not None:
-        net.load_state_dict(init_state)
-    net = prepare_for_device(net, dev)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.8,
-                                                       patience=plateau_patience)
-    loss_fn = CellPolLoss(alpha=alpha, beta=beta, delta=delta)
+class _ModelTrainer(Trainer):
+    """One CellPol network, its optimiser and validation set, for :func:`epoch_loop`."""
 
-    start_epoch = 0
-    best_val = math.inf
-    log_rows = []
-    if resume and (outdir / CHECKPOINT_FILE).exists():
-        ck = load_state(outdir / CHECKPOINT_FILE)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        start_epoch = int(ck["epoch"])
-        best_val = float(ck["best_val"])
-        rng.bit_generator.state = ck["numpy_rng"]
-        torch.set_rng_state(ck["torch_rng"])
-        log_rows = read_training_log(outdir / TRAINING_LOG)[:start_epoch]
-    elif resume:
-        raise InputError(f"nothing to resume: no {CHECKPOINT_FILE}", outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    write_config(outdir, config)
-    if not (outdir / "thresholds.json").exists():
-        # Until tuned: the joint assignment with λ = 0 (distance, gated by the
-        # embeddings), which beat the greedy rule on held-out phantoms.
-        write_thresholds(outdir, Thresholds(d_min_um=_default_dmin(config), d_max_um=pair.d_max,
-                                            delta=delta,
-                                            embed_weight=0.0 if config.embedding else None))
+    stage = "train"
+    checkpoint_file = CHECKPOINT_FILE
+    log_file = TRAINING_LOG
+    log_columns = LOG_COLUMNS
 
-    sampler = PatchSampler(items, patch_size=patch_size, pair_bias=pair_bias)
-    if steps_per_epoch is None:
-        voxels = sum(np.prod(it.spatial_shape) for it in items)
-        steps_per_epoch = max(4, math.ceil(voxels / np.prod(patch_size) / batch_size))
-    val_rng = np.random.default_rng(seed + 1)
-    val_set = validation_patches(val_items, patch_size=patch_size, rng=val_rng)
-    radii = config.radii
-    vs = config.voxel_size
+    def __init__(self, net, items, val_items, *, model_config: ModelConfig,
+                 config: TrainConfig, outdir, rng_seed):
+        import torch
 
-    def to_dev(x, batch):
-        x = x.to(dev)
-        if dims == 3 and dev.type == "cpu":
+        from .losses import CellPolLoss
+        from .network import device_description, prepare_for_device, select_device
+
+        self.config = config
+        self.outdir = Path(outdir)
+        self.dev = select_device(config.device)
+        self.device = device_description(self.dev)
+        self.net = prepare_for_device(net, self.dev)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, mode="min", factor=0.8, patience=config.plateau_patience)
+        self.loss_fn = CellPolLoss(alpha=config.alpha, beta=config.beta, delta=config.delta)
+        self.best_val = math.inf
+        self.patch_size = tuple(model_config.patch_size)
+        self.voxel_size = model_config.voxel_size
+        self.radii = model_config.radii
+        self.dims = model_config.spatial_dims
+        self.sampler = PatchSampler(items, patch_size=self.patch_size, pair_bias=config.pair_bias)
+        self.val_set = validation_patches(val_items, patch_size=self.patch_size,
+                                          rng=np.random.default_rng(rng_seed + 1))
+
+    def _batch(self, patches, tables):
+        import torch
+
+        x, batch = make_batch(patches, tables, voxel_size=self.voxel_size, radii=self.radii,
+                              weighting=self.config.weighting)
+        x = x.to(self.dev)
+        if self.dims == 3 and self.dev.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        return x, {k: v.to(dev) for k, v in batch.items()}
+        return x, {k: v.to(self.dev) for k, v in batch.items()}
 
-    yield ProgressEvent("train", start_epoch * steps_per_epoch, epochs * steps_per_epoch,
-                        message=f"training on {desc}",
-                        data={"device": desc, "epoch": start_epoch, "patch_size": patch_size,
-                              "steps_per_epoch": steps_per_epoch, "n_val_patches": len(val_set)})
-    t_start = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        net.train()
-        sums = {"loss": 0.0, "hm_start": 0.0, "hm_end": 0.0, "pull": 0.0, "push": 0.0}
-        for step in range(steps_per_epoch):
-            if cancel is not None and cancel.cancelled:
-                _save_checkpoint(outdir, net, opt, sched, epoch, best_val, rng)
-                cancel.check()
-            patches, tables = [], []
-            for _ in range(batch_size):
-                pa, tb = sampler.sample(rng)
-                if augment_p > 0:
-                    pa, tb = augment(pa, tb, rng, p=augment_p)
-                patches.append(pa)
-                tables.append(tb)
-            x, batch = to_dev(*make_batch(patches, tables, voxel_size=vs, radii=radii,
-                                          weighting=weighting))
-            with autocast_context(dev):
-                out = net(x)
-            out = {k: v.float() for k, v in out.items()}
-            loss, parts = loss_fn(out, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums["loss"] += float(loss.detach())
-            for k in parts:
-                sums[k] += float(parts[k])
-            done = epoch * steps_per_epoch + step + 1
-            elapsed = time.perf_counter() - t_start
-            per_step = elapsed / max(done - start_epoch * steps_per_epoch, 1)
-            mean_loss = sums["loss"] / (step + 1)
-            yield ProgressEvent("train", done, epochs * steps_per_epoch,
-                                message=f"epoch {epoch + 1}/{epochs} loss {mean_loss:.4f}",
-                                data={"epoch": epoch + 1, "step": step + 1,
-                                      "loss": float(loss.detach()), "device": desc,
-                                      "eta_s": per_step * (epochs * steps_per_epoch - done)})
-        train_loss = sums["loss"] / steps_per_epoch
-        val_loss = _validation_loss(net, loss_fn, val_set, vs, radii, weighting, to_dev, dev,
-                                    batch_size) if val_set else train_loss
-        sched.step(val_loss)
-        improved = val_loss < best_val
+    def _loss(self, x, batch):
+        from .network import autocast_context
+
+        with autocast_context(self.dev, self.config.precision):
+            out = self.net(x)
+        return self.loss_fn({k: v.float() for k, v in out.items()}, batch)
+
+    def start_epoch(self):
+        self.net.train()
+
+    def step(self, rng) -> dict:
+        patches, tables = [], []
+        for _ in range(self.config.batch_size):
+            pa, tb = self.sampler.sample(rng)
+            if self.config.augment_p > 0:
+                pa, tb = augment(pa, tb, rng, p=self.config.augment_p)
+            patches.append(pa)
+            tables.append(tb)
+        loss, parts = self._loss(*self._batch(patches, tables))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()}}
+
+    def _validation_loss(self) -> float:
+        import torch
+
+        self.net.eval()
+        total, n = 0.0, 0
+        bs = self.config.batch_size
+        with torch.inference_mode():
+            for i in range(0, len(self.val_set), bs):
+                chunk = self.val_set[i:i + bs]
+                loss, _ = self._loss(*self._batch([c[0] for c in chunk], [c[1] for c in chunk]))
+                total += float(loss) * len(chunk)
+                n += len(chunk)
+        return total / max(n, 1)
+
+    def end_epoch(self, epoch, means) -> tuple:
+        train_loss = means["loss"]
+        val_loss = self._validation_loss() if self.val_set else train_loss
+        self.sched.step(val_loss)
+        improved = val_loss < self.best_val
         if improved:
-            best_val = val_loss
-            save_state(outdir / WEIGHTS_BEST, cpu_state_dict(net))
-        save_state(outdir / WEIGHTS_LAST, cpu_state_dict(net))
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-               "hm_start": sums["hm_start"] / steps_per_epoch,
-               "hm_end": sums["hm_end"] / steps_per_epoch, "pull": sums["pull"] / steps_per_epoch,
-               "push": sums["push"] / steps_per_epoch, "lr": opt.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - t0, "device": desc}
-        log_rows.append(row)
-        write_training_log(outdir / TRAINING_LOG, log_rows)
-        _save_checkpoint(outdir, net, opt, sched, epoch + 1, best_val, rng)
-        elapsed = time.perf_counter() - t_start
-        done_epochs = epoch + 1 - start_epoch
-        yield ProgressEvent("train", (epoch + 1) * steps_per_epoch, epochs * steps_per_epoch,
-                            message=f"epoch {epoch + 1}/{epochs} train {train_loss:.4f} "
-                                    f"val {val_loss:.4f}",
-                            data=dict(row, epoch_end=True, best=improved,
-                                      eta_s=elapsed / done_epochs * (epochs - epoch - 1)))
-    return outdir
+            self.best_val = val_loss
+            save_state(self.outdir / WEIGHTS_BEST, cpu_state_dict(self.net))
+        save_state(self.outdir / WEIGHTS_LAST, cpu_state_dict(self.net))
+        fields = {"train_loss": train_loss, "val_loss": val_loss,
+                  **{k: means.get(k, 0.0) for k in ("hm_start", "hm_end", "pull", "push")},
+                  "lr": self.opt.param_groups[0]["lr"]}
+        return fields, {"best": improved}
+
+    def state_dict(self) -> dict:
+        return {"model": cpu_state_dict(self.net), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "best_val": float(self.best_val)}
+
+    def load_state_dict(self, state):
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.best_val = float(state["best_val"])
+
+    def step_message(self, epoch, epochs, values, means) -> str:
+        return f"epoch {epoch}/{epochs} loss {means['loss']:.4f}"
+
+    def epoch_message(self, epoch, epochs, row) -> str:
+        return f"epoch {epoch}/{epochs} train {row['train_loss']:.4f} val {row['val_loss']:.4f}"
 
 
 def build_network_from_config(config: ModelConfig):
@@ -575,58 +594,3 @@ def _default_dmin(config: ModelConfig) -> tuple:
 def cpu_state_dict(net) -> dict:
     """The network's tensors, detached, on the CPU (what weight files hold)."""
     return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-
-
-def _save_checkpoint(outdir, net, opt, sched, epoch, best_val, rng):
-    import torch
-
-    save_state(Path(outdir) / CHECKPOINT_FILE, {
-        "model": cpu_state_dict(net), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "epoch": int(epoch), "best_val": float(best_val),
-        "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-    })
-
-
-def _validation_loss(net, loss_fn, val_set, vs, radii, weighting, to_dev, dev, batch_size):
-    import torch
-
-    from .network import autocast_context
-
-    net.eval()
-    total, n = 0.0, 0
-    with torch.inference_mode():
-        for i in range(0, len(val_set), batch_size):
-            chunk = val_set[i:i + batch_size]
-            x, batch = to_dev(*make_batch([c[0] for c in chunk], [c[1] for c in chunk],
-                                          voxel_size=vs, radii=radii, weighting=weighting))
-            with autocast_context(dev):
-                out = net(x)
-            loss, _ = loss_fn({k: v.float() for k, v in out.items()}, batch)
-            total += float(loss) * len(chunk)
-            n += len(chunk)
-    return total / max(n, 1)
-
-
-def write_training_log(path, rows, columns=LOG_COLUMNS):
-    """Write per-epoch rows (dicts) as a CSV, atomically."""
-    from ..io.atomic import write_text_atomic
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    write_text_atomic(path, buf.getvalue())
-
-
-def read_training_log(path, columns=LOG_COLUMNS) -> list:
-    """Rows written by :func:`write_training_log` (for resuming); [] when absent."""
-    if not Path(path).exists():
-        return []
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = []
-    for r in rows:
-        out.append({k: (r[k] if k == "device" else float(r[k])) for k in columns if k in r})
-        out[-1]["epoch"] = int(out[-1]["epoch"])
-    return out

@@ -28,8 +28,8 @@ GAN folder
                             normalisation, structures, channel names, box sizes
         generator.pt        generator state_dict
         discriminator.pt    discriminator state_dict
-        checkpoint_last.pt  both networks, both optimisers and the random
-                            states, for ``resume=True``
+        checkpoint_last.pt  both networks, both optimisers, the epoch and step
+                            reached and the random states, for ``resume=True``
         training_log.csv    one row per epoch
         masks.npz           the mask dictionary (:class:`~cellpol_core.synthetic.masks.MaskDictionary`)
 
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -50,8 +49,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..defaults import PAIR_DISTANCE_UM
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
+from ..detection.loop import Trainer
 from ..detection.model import load_state, save_state, write_json
 from .masks import DEFAULT_BOX_UM, MaskDictionary, image_object_masks, load_annotated, sample_layout
 from ..io.vectors import write_vectors
@@ -303,15 +304,16 @@ def load_gan(gan_dir, *, device="cpu") -> tuple:
 
 def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=(64, 128, 128),
               base_filters=16, depth=4, disc_layers=3, batch_size=2, lr=2e-4, lambda_l1=100.0,
-              steps_per_epoch=None, seed=0, device="auto", resume=False, channels=None,
-              structures=None, axes=None, voxel_size=None, box_um=DEFAULT_BOX_UM,
+              steps_per_epoch=None, seed=0, device="auto", precision="auto", resume=False,
+              channels=None, structures=None, axes=None, voxel_size=None, box_um=DEFAULT_BOX_UM,
               augment_p=0.5, cancel: Optional[CancelToken] = None):
     """Train a Vox2Vox GAN into a GAN folder (a generator job).
 
     Yields :class:`~cellpol_core.jobs.ProgressEvent` with stage ``"gan"``
     (``data``: ``epoch``, ``step``, ``d_loss``, ``g_loss``, ``l1``,
-    ``device``; an event with ``data["epoch_end"]`` closes each epoch) and
-    returns the GAN folder path.
+    ``device``, ``eta_s``; an event with ``data["epoch_end"]`` closes each
+    epoch) and returns the GAN folder path. The epochs run in
+    :func:`cellpol_core.detection.loop.epoch_loop`, like a model's training.
 
     Parameters
     ----------
@@ -330,11 +332,16 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
     batch_size, lr, lambda_l1 : int, float, float
         Batch 2, Adam lr 2e-4 (β1 = 0.5) and the L1 weight 100 of the paper.
     steps_per_epoch : int, optional
-        Default: one coverage of the training voxels (at least 1).
+        Default: one coverage of the training voxels (see
+        :func:`cellpol_core.detection.loop.default_steps_per_epoch`).
     seed : int
+        Makes runs repeatable.
     device : {"auto", "cpu", "cuda"}
+    precision : str
+        Passed to :func:`cellpol_core.detection.network.autocast_context`.
     resume : bool
-        Continue from ``outdir``'s checkpoint (its config wins).
+        Continue from ``outdir``'s checkpoint exactly where it stopped (its
+        config wins).
     channels, structures, axes, voxel_size
         How to read the images (see :func:`cellpol_core.synthetic.masks.load_annotated`).
     box_um : ((z, y, x), (z, y, x))
@@ -342,44 +349,35 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
     augment_p : float
         Probability of each quarter-turn / flip augmentation.
     cancel : CancelToken, optional
-        Checked between steps; the last checkpoint is saved first.
+        Checked between steps; the checkpoint is saved first.
+
+    Raises
+    ------
+    InputError
+        Bad images or options, or nothing to resume.
     """
-    from ..detection.network import autocast_context, device_description, select_device
-    from ..detection.train import (PatchSampler, augment, cpu_state_dict, fit_patch_size,
-                        read_training_log, write_training_log)
+    from ..detection.loop import (default_steps_per_epoch, epoch_loop, read_checkpoint,
+                                  seed_everything)
+    from ..detection.network import device_description, select_device
+    from ..detection.train import PatchSampler, fit_patch_size
 
     outdir = Path(outdir)
-    torch.manual_seed(seed)
+    rng = seed_everything(seed)
     if epochs < 1:
         raise InputError(f"epochs must be at least 1, got {epochs}")
     yield ProgressEvent("load", 0, len(images), message="reading images")
     pairs = load_annotated(images, vectors, channels=channels, structures=structures, axes=axes,
                            voxel_size=voxel_size)
     dims = pairs[0][0].ndim
-    ck = None
-    if resume:
-        if not (outdir / CHECKPOINT_FILE).exists():
-            raise InputError(f"nothing to resume: no {CHECKPOINT_FILE}", outdir)
+    ck = read_checkpoint(outdir / CHECKPOINT_FILE, resume=resume)
+    if ck is not None:
         cfg = read_gan_config(outdir)
-        ck = load_state(outdir / CHECKPOINT_FILE)
     else:
-        vs0 = tuple(pairs[0][0].voxel_size or (1.0, 1.0, 1.0))
-        if dims == 2:
-            vs0 = (1.0,) + vs0[-2:]
-        gen0 = UNetGenerator(dims, 2, 2, base_filters=base_filters, depth=depth)
-        disc0 = PatchDiscriminator(dims, 4, base_filters=base_filters, n_layers=disc_layers)
         if len(patch) != dims:
             raise InputError(f"patch must have {dims} sizes for {dims}D images, got {tuple(patch)}")
-        cfg = {"schema_version": GAN_SCHEMA_VERSION, "kind": "cellpol-gan",
-               "generator": gen0.config(), "discriminator": disc0.config(),
-               "voxel_size_zyx_um": [float(v) for v in vs0], "spatial_dims": dims,
-               "patch_size_zyx": [int(p) for p in patch], "normalisation": dict(NORMALISATION),
-               "structures": list(structures or pairs[0][1].names),
-               "channel_names": [str(pairs[0][0].channel_names[c]) for c in pairs[0][2]]
-               if pairs[0][0].channel_names else list(structures or pairs[0][1].names),
-               "box_um": [[float(v) for v in b] for b in box_um],
-               "lambda_l1": float(lambda_l1), "lr": float(lr), "batch_size": int(batch_size)}
-        del gen0, disc0
+        cfg = _new_gan_config(pairs, dims, patch=patch, base_filters=base_filters, depth=depth,
+                              disc_layers=disc_layers, structures=structures, box_um=box_um,
+                              lambda_l1=lambda_l1, lr=lr, batch_size=batch_size)
     if int(cfg.get("spatial_dims", dims)) != dims:
         raise InputError(f"the GAN is {cfg['spatial_dims']}D but the images are {dims}D")
     vs = tuple(cfg["voxel_size_zyx_um"])
@@ -395,105 +393,131 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
                                 (multiple,) * len(cfg["patch_size_zyx"]))
     cfg["patch_size_zyx"] = list(patch_size)
     dev = select_device(device)
-    desc = device_description(dev)
-    gen.to(dev)
-    disc.to(dev)
-    lr_ = float(cfg.get("lr", lr))
-    opt_g = torch.optim.Adam(gen.parameters(), lr=lr_, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=lr_, betas=(0.5, 0.999))
-    rng = np.random.default_rng(seed)
-    start_epoch, log_rows = 0, []
-    if ck is not None:
-        gen.load_state_dict(ck["generator"])
-        disc.load_state_dict(ck["discriminator"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        start_epoch = int(ck["epoch"])
-        rng.bit_generator.state = ck["numpy_rng"]
-        torch.set_rng_state(ck["torch_rng"])
-        log_rows = read_training_log(outdir / TRAINING_LOG, LOG_COLUMNS)[:start_epoch]
+    bs = int(cfg.get("batch_size", batch_size))
+    trainer = _GanTrainer(gen.to(dev), disc.to(dev), PatchSampler(items, patch_size=patch_size),
+                          lr=float(cfg.get("lr", lr)), batch_size=bs,
+                          lambda_l1=float(cfg.get("lambda_l1", lambda_l1)), augment_p=augment_p,
+                          dev=dev, device=device_description(dev), precision=precision,
+                          outdir=outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     write_json(outdir / CONFIG_FILE, cfg)
     MaskDictionary(starts, ends, vs, ndim=dims, structures=tuple(cfg["structures"]),
                    box_um=box).save(outdir / DICTIONARY_FILE)
-
-    def checkpoint(epoch):
-        save_state(outdir / CHECKPOINT_FILE, {
-            "generator": cpu_state_dict(gen), "discriminator": cpu_state_dict(disc),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": int(epoch),
-            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
-
-    bs = int(cfg.get("batch_size", batch_size))
-    sampler = PatchSampler(items, patch_size=patch_size, pair_bias=0.8)
-    if steps_per_epoch is None:
-        voxels = sum(np.prod(it.spatial_shape) for it in items)
-        steps_per_epoch = max(1, math.ceil(voxels / np.prod(patch_size) / bs))
-    bce = nn.BCEWithLogitsLoss()
-    lam = float(cfg.get("lambda_l1", lambda_l1))
-    total = epochs * steps_per_epoch
-    yield ProgressEvent("gan", start_epoch * steps_per_epoch, total, message=f"training on {desc}",
-                        data={"device": desc, "epoch": start_epoch, "patch_size": patch_size,
-                              "steps_per_epoch": steps_per_epoch})
-    for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        gen.train()
-        disc.train()
-        sums = {"d_loss": 0.0, "g_loss": 0.0, "l1": 0.0}
-        for step in range(steps_per_epoch):
-            if cancel is not None and cancel.cancelled:
-                checkpoint(epoch)
-                cancel.check()
-            masks, reals = [], []
-            for _ in range(bs):
-                pa, tb = sampler.sample(rng)
-                if augment_p > 0:
-                    pa, _ = augment(pa, tb, rng, p=augment_p, intensity=False)
-                m, r = _split(pa)
-                masks.append(m)
-                reals.append(r)
-            mask = torch.from_numpy(np.stack(masks)).to(dev)
-            real = torch.from_numpy(np.stack(reals)).to(dev)
-            with autocast_context(dev):
-                fake = gen(mask)
-            fake = fake.float()
-            # Discriminator: real pairs -> 1, generated pairs -> 0.
-            with autocast_context(dev):
-                d_real = disc(mask, real).float()
-                d_fake = disc(mask, fake.detach()).float()
-            d_loss = 0.5 * (bce(d_real, torch.ones_like(d_real))
-                            + bce(d_fake, torch.zeros_like(d_fake)))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            # Generator: fool the discriminator and stay close to the real image.
-            with autocast_context(dev):
-                d_gen = disc(mask, fake).float()
-            l1 = F.l1_loss(fake, real)
-            g_loss = bce(d_gen, torch.ones_like(d_gen)) + lam * l1
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-            vals = {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach()),
-                    "l1": float(l1.detach())}
-            for k in sums:
-                sums[k] += vals[k]
-            done = epoch * steps_per_epoch + step + 1
-            yield ProgressEvent("gan", done, total,
-                                message=f"epoch {epoch + 1}/{epochs} D {vals['d_loss']:.3f} "
-                                        f"G {vals['g_loss']:.3f}",
-                                data=dict(vals, epoch=epoch + 1, step=step + 1, device=desc))
-        row = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()},
-               "seconds": time.perf_counter() - t0, "device": desc}
-        log_rows.append(row)
-        save_state(outdir / GENERATOR_FILE, cpu_state_dict(gen))
-        save_state(outdir / DISCRIMINATOR_FILE, cpu_state_dict(disc))
-        write_training_log(outdir / TRAINING_LOG, log_rows, LOG_COLUMNS)
-        checkpoint(epoch + 1)
-        yield ProgressEvent("gan", (epoch + 1) * steps_per_epoch, total,
-                            message=f"epoch {epoch + 1}/{epochs} D {row['d_loss']:.4f} "
-                                    f"G {row['g_loss']:.4f} L1 {row['l1']:.4f}",
-                            data=dict(row, epoch_end=True))
+    steps = steps_per_epoch or default_steps_per_epoch([it.spatial_shape for it in items],
+                                                       patch_size, bs)
+    yield from epoch_loop(trainer, epochs=int(epochs), steps_per_epoch=steps, rng=rng,
+                          checkpoint=ck, cancel=cancel, start_data={"patch_size": patch_size})
     return outdir
+
+
+def _new_gan_config(pairs, dims, *, patch, base_filters, depth, disc_layers, structures, box_um,
+                    lambda_l1, lr, batch_size) -> dict:
+    """``config.json`` of a new GAN folder for the annotated ``pairs``."""
+    image, table, channels = pairs[0]
+    vs0 = tuple(image.voxel_size or (1.0, 1.0, 1.0))
+    if dims == 2:
+        vs0 = (1.0,) + vs0[-2:]
+    # Built for their arguments only; building them advances torch's
+    # generator, which the initial weights of seeded runs have always followed.
+    gen0 = UNetGenerator(dims, 2, 2, base_filters=base_filters, depth=depth)
+    disc0 = PatchDiscriminator(dims, 4, base_filters=base_filters, n_layers=disc_layers)
+    names = list(structures or table.names)
+    return {"schema_version": GAN_SCHEMA_VERSION, "kind": "cellpol-gan",
+            "generator": gen0.config(), "discriminator": disc0.config(),
+            "voxel_size_zyx_um": [float(v) for v in vs0], "spatial_dims": dims,
+            "patch_size_zyx": [int(p) for p in patch], "normalisation": dict(NORMALISATION),
+            "structures": names,
+            "channel_names": ([str(image.channel_names[c]) for c in channels]
+                              if image.channel_names else names),
+            "box_um": [[float(v) for v in b] for b in box_um],
+            "lambda_l1": float(lambda_l1), "lr": float(lr), "batch_size": int(batch_size)}
+
+
+class _GanTrainer(Trainer):
+    """Generator and discriminator with their optimisers, for :func:`epoch_loop`."""
+
+    stage = "gan"
+    checkpoint_file = CHECKPOINT_FILE
+    log_file = TRAINING_LOG
+    log_columns = LOG_COLUMNS
+
+    def __init__(self, gen, disc, sampler, *, lr, batch_size, lambda_l1, augment_p, dev, device,
+                 precision, outdir):
+        self.gen, self.disc, self.sampler = gen, disc, sampler
+        self.opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.batch_size, self.lambda_l1, self.augment_p = batch_size, lambda_l1, augment_p
+        self.dev, self.device, self.precision = dev, device, precision
+        self.outdir = Path(outdir)
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def start_epoch(self):
+        self.gen.train()
+        self.disc.train()
+
+    def step(self, rng) -> dict:
+        from ..detection.network import autocast_context
+        from ..detection.train import augment
+
+        masks, reals = [], []
+        for _ in range(self.batch_size):
+            pa, tb = self.sampler.sample(rng)
+            if self.augment_p > 0:
+                pa, _ = augment(pa, tb, rng, p=self.augment_p, intensity=False)
+            m, r = _split(pa)
+            masks.append(m)
+            reals.append(r)
+        mask = torch.from_numpy(np.stack(masks)).to(self.dev)
+        real = torch.from_numpy(np.stack(reals)).to(self.dev)
+        bce = self.bce
+        with autocast_context(self.dev, self.precision):
+            fake = self.gen(mask)
+        fake = fake.float()
+        # Discriminator: real pairs -> 1, generated pairs -> 0.
+        with autocast_context(self.dev, self.precision):
+            d_real = self.disc(mask, real).float()
+            d_fake = self.disc(mask, fake.detach()).float()
+        d_loss = 0.5 * (bce(d_real, torch.ones_like(d_real))
+                        + bce(d_fake, torch.zeros_like(d_fake)))
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        # Generator: fool the discriminator and stay close to the real image.
+        with autocast_context(self.dev, self.precision):
+            d_gen = self.disc(mask, fake).float()
+        l1 = F.l1_loss(fake, real)
+        g_loss = bce(d_gen, torch.ones_like(d_gen)) + self.lambda_l1 * l1
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        return {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach()),
+                "l1": float(l1.detach())}
+
+    def end_epoch(self, epoch, means) -> tuple:
+        from ..detection.train import cpu_state_dict
+
+        save_state(self.outdir / GENERATOR_FILE, cpu_state_dict(self.gen))
+        save_state(self.outdir / DISCRIMINATOR_FILE, cpu_state_dict(self.disc))
+        return dict(means), {}
+
+    def state_dict(self) -> dict:
+        from ..detection.train import cpu_state_dict
+
+        return {"generator": cpu_state_dict(self.gen), "discriminator": cpu_state_dict(self.disc),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_state_dict(self, state):
+        self.gen.load_state_dict(state["generator"])
+        self.disc.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
+    def step_message(self, epoch, epochs, values, means) -> str:
+        return f"epoch {epoch}/{epochs} D {values['d_loss']:.3f} G {values['g_loss']:.3f}"
+
+    def epoch_message(self, epoch, epochs, row) -> str:
+        return (f"epoch {epoch}/{epochs} D {row['d_loss']:.4f} G {row['g_loss']:.4f} "
+                f"L1 {row['l1']:.4f}")
 
 
 # ----------------------------------------------------------------------------- generation
@@ -507,7 +531,8 @@ def _run_generator(gen, mask, dev) -> np.ndarray:
     return out[0].float().cpu().numpy()
 
 
-def generate(gan_dir, *, n, outdir, seed=0, n_pairs=(11, 18), shape=None, max_pair_um=14.0,
+def generate(gan_dir, *, n, outdir, seed=0, n_pairs=(11, 18), shape=None,
+             max_pair_um=PAIR_DISTANCE_UM,
              min_sep_um=6.0, mean_direction=None, concentration=0.0, device="auto",
              cancel: Optional[CancelToken] = None):
     """Write ``n`` synthetic images with their ground-truth vectors (a generator job).

@@ -7,10 +7,11 @@ generate``) writes: ``synthetic_NNNN.ome.tif`` images with their
 annotated images (METHOD.md §4). ``cellpol train --synthetic`` and the
 desktop app's Synthetic data panel share these helpers.
 
-Synthetic images name their channels after the structures and carry their
-voxel size, so the options that say how to read the *real* images
-(``channels``, ``axes``, ``voxel_size``) and the real validation images are
-not applied to them; see :data:`PRETRAIN_OPTIONS`.
+Both phases share one :class:`~cellpol_core.detection.config.TrainConfig`
+(the pre-training with its own number of epochs). Synthetic images name their
+channels after the structures and carry their voxel size, so the arguments
+that say how to read the *real* images (``channels``, ``axes``,
+``voxel_size``) and the real validation images are not applied to them.
 """
 
 from __future__ import annotations
@@ -18,15 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ..detection.config import TrainConfig
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 
-__all__ = ["PRETRAIN_OPTIONS", "synthetic_pairs", "pretrain_dir", "train_with_synthetic"]
-
-#: Options of :func:`cellpol_core.train.train` that the synthetic pre-training shares
-#: with the real training (the others only concern the real images).
-PRETRAIN_OPTIONS = ("val_fraction", "arch", "patch_size", "batch_size", "lr", "steps_per_epoch",
-                    "device", "seed", "preset", "structures", "model_voxel_size")
+__all__ = ["synthetic_pairs", "pretrain_dir", "train_with_synthetic"]
 
 
 def synthetic_pairs(folder) -> tuple:
@@ -76,18 +73,20 @@ def _tagged(job, *, phase, prefix, epoch_offset=0):
         yield ProgressEvent(event.stage, event.step, event.total, message, data)
 
 
-def train_with_synthetic(images, vectors, *, synthetic, outdir, epochs=50, synthetic_epochs=None,
-                         synthetic_only=False, init=None, resume=False,
+def train_with_synthetic(images, vectors, *, synthetic, outdir,
+                         config: Optional[TrainConfig] = None, synthetic_epochs=None,
+                         synthetic_only=False, val_images=(), val_vectors=(), channels=None,
+                         axes=None, voxel_size=None, init=None, resume=False,
                          prefixes=("synthetic: ", "fine-tuning: "),
-                         cancel: Optional[CancelToken] = None, **options):
+                         cancel: Optional[CancelToken] = None):
     """Pre-train on a synthetic folder, then fine-tune on real images (a generator job).
 
-    Yields the events of :func:`cellpol_core.train.train` for both phases,
-    with ``data["phase"]`` ``"synthetic"`` or ``"real"`` and the message
-    prefixed by ``prefixes`` (``"synthetic: "`` or ``"fine-tuning: "``). ``data["epoch"]``
-    counts on across the phases (the fine-tuning's first epoch follows the
-    last synthetic one), so one loss plot shows both; the messages keep each
-    phase's own count. Returns the model folder.
+    Yields the events of :func:`cellpol_core.detection.train.train` for both
+    phases, with ``data["phase"]`` ``"synthetic"`` or ``"real"`` and the
+    message prefixed by ``prefixes`` (``"synthetic: "`` or ``"fine-tuning: "``).
+    ``data["epoch"]`` counts on across the phases (the fine-tuning's first
+    epoch follows the last synthetic one), so one loss plot shows both; the
+    messages keep each phase's own count. Returns the model folder.
 
     Parameters
     ----------
@@ -99,43 +98,51 @@ def train_with_synthetic(images, vectors, *, synthetic, outdir, epochs=50, synth
     outdir : path
         The final model folder; the pre-trained model goes to
         :func:`pretrain_dir` of it.
-    epochs : int
-        Epochs of the fine-tuning (of the only training with ``synthetic_only``).
+    config : TrainConfig, optional
+        The hyperparameters of both phases; ``config.epochs`` are the
+        fine-tuning's (the only training's with ``synthetic_only``).
     synthetic_epochs : int, optional
-        Epochs of the pre-training; default ``epochs``.
+        Epochs of the pre-training; default ``config.epochs``.
     synthetic_only : bool
         Train on the synthetic images alone, into ``outdir`` (validation:
-        ``val_fraction`` of each synthetic image; real validation images are
-        ignored).
+        ``config.val_fraction`` of each synthetic image; real validation
+        images are ignored).
+    val_images, val_vectors : sequences, optional
+        Real validation images and CSVs, for the fine-tuning.
+    channels, axes, voxel_size
+        How to read the real images (see :func:`~cellpol_core.detection.train.train`).
     init, resume
         Refused: pre-training chooses the starting model, and resuming
         concerns one training run.
     prefixes : (str, str)
         Message prefixes of the synthetic and the real phase.
     cancel : CancelToken, optional
-    **options
-        More :func:`cellpol_core.train.train` options; those in
-        :data:`PRETRAIN_OPTIONS` apply to the synthetic training too.
+
+    Raises
+    ------
+    InputError
+        ``init`` or ``resume`` given, fewer than 1 synthetic epoch, or no
+        synthetic images.
     """
     from ..detection.train import train
 
+    config = TrainConfig() if config is None else config
     if init is not None:
         raise InputError("synthetic pre-training and an initial model both choose the starting "
                          "model; give one")
     if resume:
         raise InputError("resuming continues one training run; train without synthetic "
                          "pre-training to resume")
+    n_syn = config.epochs if synthetic_epochs is None or synthetic_only else synthetic_epochs
+    syn_config = config.replace(epochs=n_syn)
     syn_images, syn_vectors = synthetic_pairs(synthetic)
-    n_syn = int(epochs if synthetic_epochs is None or synthetic_only else synthetic_epochs)
-    if n_syn < 1 or int(epochs) < 1:
-        raise InputError(f"epochs must be at least 1, got {min(n_syn, int(epochs))}")
-    shared = {k: options[k] for k in PRETRAIN_OPTIONS if k in options}
     if synthetic_only:
-        job = train(syn_images, syn_vectors, outdir=outdir, epochs=n_syn, cancel=cancel, **shared)
+        job = train(syn_images, syn_vectors, outdir=outdir, config=syn_config, cancel=cancel)
         return (yield from _tagged(job, phase="synthetic", prefix=prefixes[0]))
-    job = train(syn_images, syn_vectors, outdir=pretrain_dir(outdir), epochs=n_syn,
-                cancel=cancel, **shared)
+    job = train(syn_images, syn_vectors, outdir=pretrain_dir(outdir), config=syn_config,
+                cancel=cancel)
     pretrained = yield from _tagged(job, phase="synthetic", prefix=prefixes[0])
-    job = train(images, vectors, outdir=outdir, epochs=int(epochs), init=str(pretrained),
-                cancel=cancel, **options)
+    job = train(images, vectors, outdir=outdir, config=config, val_images=val_images,
+                val_vectors=val_vectors, channels=channels, axes=axes, voxel_size=voxel_size,
+                init=str(pretrained), cancel=cancel)
     return (yield from _tagged(job, phase="real", prefix=prefixes[1], epoch_offset=n_syn))
