@@ -4,6 +4,14 @@ It extends :class:`~cellpol_app.viewer.ViewerWindow` (opening images, drag and
 drop, status bar, device label) with :class:`~cellpol_app.slices.OrthoViews`
 in place of the single XY view, an undoable annotation layer autosaved to the
 open project, and a sortable table of pairs.
+
+Two helpers do the rest: :class:`~cellpol_app.job_controller.JobController`
+runs the jobs (progress bar, Cancel, job actions locked while one runs) and
+:class:`~cellpol_app.project_actions.ProjectActions` holds what the project
+menus do (new/open project, predict, predict all, train, tune). The window
+offers the docks and dialogs the :class:`~cellpol_app.host.WindowServices`
+interface, and keeps ``predict``, ``train``, ``open_project``... as its
+scripting API.
 """
 
 from __future__ import annotations

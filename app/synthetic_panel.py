@@ -96,7 +96,7 @@ def cuda_offered() -> bool:
     """
     from . import viewer
 
-    return str(viewer._device_label or "").startswith("GPU")
+    return str(viewer.known_device_label() or "").startswith("GPU")
 
 
 class DeviceCombo(QComboBox):

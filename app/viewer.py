@@ -64,6 +64,11 @@ def compute_device_label() -> str:
     return _device_label
 
 
+def known_device_label() -> Optional[str]:
+    """:func:`compute_device_label`'s result once computed (never imports torch), else None."""
+    return _device_label
+
+
 def composite_rgb(planes, limits, *, colors=None, weights=None) -> np.ndarray:
     """Composite 1 or 2 channel planes into an RGB image.
 
