@@ -79,6 +79,7 @@ def test_inputs_are_checked_before_run(make_napari_viewer, demo_crop):
 
 @pytest.mark.gui_jobs
 def test_widget_predicts_demo_and_adds_layers(make_napari_viewer, qtbot, demo_crop):
+    from cellpol_app.napari._jobs import supports_precision
     from cellpol_core.detection.infer import predict_image
     from cellpol_core.detection.model import load_model
     from cellpol_core.io.image import CellImage
@@ -92,6 +93,7 @@ def test_widget_predicts_demo_and_adds_layers(make_napari_viewer, qtbot, demo_cr
     np.testing.assert_allclose([b.value() for b in widget.voxel], demo_crop[1])
     widget.show_maps.setChecked(True)
     widget.device_combo.setCurrentText("cpu")
+    widget.precision_combo.setCurrentText("fp32")
     assert widget.run_button.isEnabled(), widget.status.text()
     seen = []
     widget.progress_bar.valueChanged.connect(seen.append)
@@ -101,25 +103,28 @@ def test_widget_predicts_demo_and_adds_layers(make_napari_viewer, qtbot, demo_cr
     assert "vectors found" in widget.status.text(), widget.status.text()
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
     assert seen, "no progress was shown"
+    # The precision reaches the engine once it takes one.
+    assert widget.last_result.precision_used == supports_precision()
+    assert widget.precision_combo.isEnabled() == supports_precision()
     # The same vectors as the engine on the same crop.
     data, vs = demo_crop
     model = load_model("demo", device="cpu")
     expected = run_job(predict_image(CellImage(data, voxel_size=vs), model, channels=(0, 1)))
     assert len(expected) > 5
-    vectors = viewer.layers["demo nucleus vectors"]
+    vectors = viewer.layers["predicted"]
     np.testing.assert_allclose(vectors.data[:, 0], expected.start, atol=1e-4)
     np.testing.assert_allclose(vectors.data[:, 0] + vectors.data[:, 1], expected.end, atol=1e-4)
     np.testing.assert_allclose(vectors.scale, vs)
     np.testing.assert_allclose(vectors.features["score"], expected.score, atol=1e-5)
     assert np.all(vectors.features["length_um"] > 0)
-    assert len(viewer.layers["demo nucleus vectors nucleus"].data) == len(expected)
-    assert len(viewer.layers["demo nucleus vectors golgi"].data) == len(expected)
+    assert len(viewer.layers["predicted nucleus"].data) == len(expected)
+    assert len(viewer.layers["predicted golgi"].data) == len(expected)
     # CNN output: heatmaps and embeddings at the model's voxel size, over the image.
     for key in ("heatmap_start", "heatmap_end", "embed_start", "embed_end"):
-        layer = viewer.layers[f"demo nucleus {key}"]
+        layer = viewer.layers[f"CNN {key}"]
         extent = np.asarray(layer.data.shape) * np.asarray(layer.scale)
         np.testing.assert_allclose(extent, np.asarray(data.shape[1:]) * np.asarray(vs), rtol=0.06)
-    heat = viewer.layers["demo nucleus heatmap_start"].data
+    heat = viewer.layers["CNN heatmap_start"].data
     assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.4
 
 

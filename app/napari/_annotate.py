@@ -258,6 +258,7 @@ class PairWidget(QWidget):
         if self.vectors_layer is None:
             self.vectors_layer = self.viewer.add_vectors(
                 np.zeros((0, 2, dims)), name="pairs", edge_color=VECTOR_COLOR, edge_width=1.5,
+                vector_style="arrow", projection_mode="all",
                 metadata={ROLE_KEY: "vectors"}, **geometry)
         if self.pending_layer is None:
             self.pending_layer = self.viewer.add_points(

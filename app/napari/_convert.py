@@ -16,10 +16,11 @@ from cellpol_core.errors import InputError
 from cellpol_core.io.vectors import DEFAULT_STRUCTURES, VectorTable, vector_geometry
 
 # Colours of the two structures and the vectors, shared by every layer the plugin adds.
-START_COLOR = "magenta"
-END_COLOR = "lime"
-VECTOR_COLOR = "yellow"
-POINT_SIZE = 6.0
+# Cyan and yellow stand out on the usual magenta/green channel colours.
+START_COLOR = "cyan"
+END_COLOR = "yellow"
+VECTOR_COLOR = "white"
+POINT_SIZE = 3.5
 FEATURES = ("pair_id", "score", "length_um", "azimuth_deg")
 _DERIVED = ("dx_um", "dy_um", "dz_um", "length_um", "azimuth_deg", "elevation_deg")
 
@@ -119,11 +120,12 @@ def table_to_layer_data(table: VectorTable, *, voxel_size=None, name="vectors", 
                                      (end, e_name, "end", END_COLOR)):
         layers.append((pts.copy(), {
             **common, "name": f"{name} {struct}", "features": dict(point_feats),
-            "face_color": color, "border_width": 0, "size": POINT_SIZE,
+            "face_color": color, "border_width": 0, "size": POINT_SIZE, "projection_mode": "all",
             "metadata": {"cellpol": {**meta, "role": role}}}, "points"))
     vec = np.stack([start, end - start], axis=1) if len(table) else np.zeros((0, 2, dims))
     layers.append((vec, {
         **common, "name": f"{name}", "features": feats, "edge_color": VECTOR_COLOR,
+        "edge_width": 1.0, "length": 1.0, "vector_style": "arrow", "projection_mode": "all",
         "metadata": {"cellpol": {**meta, "role": "vectors"}}}, "vectors"))
     return layers
 

@@ -12,12 +12,12 @@ from typing import Optional
 
 import numpy as np
 
+from cellpol_core.defaults import DEVICES  # noqa: F401 (used by the widgets)
 from cellpol_core.errors import Cancelled, InputError
 from cellpol_core.io.image import CellImage
 from cellpol_core.jobs import CancelToken, ProgressEvent
 
 PRECISIONS = ("auto", "fp32", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class StackedChannels:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import napari
 
 OTHER_FOLDER = "Model folder…"
+# Name of the predicted Vectors layer; its Points layers add the structure names.
+PREDICTED = "predicted"
 # Colour maps of the CNN outputs shown as image layers.
 MAP_COLORMAPS = {"heatmap_start": "magenta", "heatmap_end": "green", "embed_start": "turbo",
                  "embed_end": "turbo"}
@@ -384,13 +386,13 @@ class PredictWidget(QWidget):
         if result.maps:
             for key, m in result.maps.items():
                 layer = self.viewer.add_image(
-                    m, name=f"{image_layer.name} {key}", scale=scale * np.asarray(result.maps_scale),
+                    m, name=f"CNN {key}", scale=scale * np.asarray(result.maps_scale),
                     translate=translate, colormap=MAP_COLORMAPS.get(key, "gray"), blending="additive",
                     visible=key.startswith("heatmap"),
                     contrast_limits=(0.0, 1.0) if key.startswith("heatmap") else None)
                 added.append(layer)
         for data, kwargs, kind in table_to_layer_data(result.table, voxel_size=voxel_size,
-                                                      name=f"{image_layer.name} vectors",
+                                                      name=PREDICTED,
                                                       scale=scale, translate=translate):
             added.append(getattr(self.viewer, f"add_{kind}")(data, **kwargs))
         return added
