@@ -8,7 +8,7 @@ BUILD_STAMP := $(VENV)/.installed-build
 # Optional extras that `make test` installs and tests too.
 EXTRAS := gui,dev,cluster,napari
 
-.PHONY: run test test-quick lint venv clean demo-data demo-model bundle test-bundle
+.PHONY: run test test-quick lint venv clean demo-data demo-model bundle test-bundle system-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,14 +18,25 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-run: $(STAMP)
+# System packages (Xvfb, Qt's X11/OpenGL libraries, binutils, desktop-file-utils): a cheap
+# check, and scripts/install_system_deps.sh (apt-get on Debian/Ubuntu, sudo when not root)
+# when one is missing. Where they cannot be installed the GUI tests skip and say why.
+system-deps:
+	@scripts/install_system_deps.sh --check >/dev/null 2>&1 || scripts/install_system_deps.sh || \
+		echo "make: some system packages are missing (see above); GUI tests will be skipped"
+
+run: system-deps $(STAMP)
 	$(BIN)/cellpol-gui
 
 # GUI tests that run torch jobs in worker threads go in a second process with
 # a time limit and one retry of the failures: under load they rarely stall
 # (a worker never finishing); see the note in tests/gui_wait.py.
 # Every test: the engine and GUI tests, then the standalone app (built first).
-test: test-quick test-bundle
+# Without binutils (objdump) PyInstaller cannot build the app: then it says so and stops there.
+test: system-deps test-quick
+	@if command -v objdump >/dev/null 2>&1; then $(MAKE) --no-print-directory test-bundle; \
+	else echo "make test: standalone app not built or tested: objdump (binutils) is missing" \
+		"(scripts/install_system_deps.sh)"; fi
 
 # Static checks: ruff (bug-finding rules) and the import-linter layer contracts
 # (the engine never imports Qt; io at the bottom; analysis apart from detection).
