@@ -6,15 +6,13 @@ coordinates, write failures, clashing output names and crashes on odd models.
 """
 
 import errno
-import warnings
 
 import numpy as np
 import pytest
-import tifffile
 
 from cellpol_core.cli import main
 from cellpol_core.errors import InputError
-from cellpol_core.io.image import read_image, write_ome_tiff
+from cellpol_core.io.image import write_ome_tiff
 
 
 def one_line(capsys, *names):
@@ -175,3 +173,69 @@ def test_renamed_outputs_never_take_another_inputs_name(tmp_path):
     assert [p.name for p in outs] == ["x_vectors.csv", "x-3_vectors.csv", "x-2_vectors.csv",
                                       "X-4_vectors.csv"]
     assert [str(img) for img, _ in renamed] == ["d2/x.tif", "X.lsm"]
+
+
+# --------------------------------------------------------------------------- 12: evaluate memory
+
+def _dense_reference(gt, pred, vs, tau_s, tau_e):
+    """The matching as first written: a dense gated G×P matrix and linear_sum_assignment."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    from cellpol_core.detection.evaluate import GATE_COST, REL_TOL
+
+    ds = cdist(gt.start * vs, pred.start * vs)
+    de = cdist(gt.end * vs, pred.end * vs)
+    ok = (ds <= tau_s * (1 + REL_TOL)) & (de <= tau_e * (1 + REL_TOL))
+    rows, cols = linear_sum_assignment(np.where(ok, ds + de, GATE_COST))
+    keep = ok[rows, cols]
+    return sorted(zip(rows[keep].tolist(), cols[keep].tolist())), len(rows)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gated_matching_equals_dense_matching(seed, monkeypatch):
+    import cellpol_core.detection.evaluate as ev
+    from cellpol_core.detection.evaluate import evaluate_vectors, level_thresholds
+
+    monkeypatch.setattr(ev, "DENSE_MAX", 0, raising=False)  # the sparse matching, always
+    from cellpol_core.io.vectors import VectorTable
+
+    rng = np.random.default_rng(seed)
+    g, p = rng.integers(50, 300, 2)
+    side = rng.uniform(60, 200)  # from crowded (many candidates per vector) to sparse
+    gs = rng.uniform(0, side, (g, 3))
+    ge = gs + rng.normal(0, 3, (g, 3))
+    src = rng.integers(0, g, p)
+    ps = np.where(rng.random((p, 1)) < 0.7, gs[src] + rng.normal(0, 3, (p, 3)),
+                  rng.uniform(0, side, (p, 3)))
+    pe = ps + (ge - gs)[src] + rng.normal(0, 2, (p, 3))
+    vs = np.array([0.5, 1.0, 1.0])
+    gt, pred = VectorTable(gs / vs, ge / vs), VectorTable(ps / vs, pe / vs)
+    r = evaluate_vectors(gt, pred, voxel_size=tuple(vs))
+    _, _, tau_s, tau_e = level_thresholds()[0]
+    want, n_pairs = _dense_reference(gt, pred, vs, tau_s, tau_e)
+    m = r.matching
+    got = sorted(zip(m.gt_index[~m.gated].tolist(), m.pred_index[~m.gated].tolist()))
+    assert len(want) > 10 and got == want
+    assert len(m.gt_index) == n_pairs  # gated leftovers paired too, as before
+    assert m.tp_pairs(0).tolist() == [list(pair) for pair in want]
+
+
+def test_evaluate_a_million_vectors_in_little_memory():
+    """1 M × 1 M vectors needed a 425 GiB dense matrix; the gated matching is linear."""
+    import resource
+
+    from cellpol_core.detection.evaluate import evaluate_vectors
+    from cellpol_core.io.vectors import VectorTable
+
+    n = 200_000  # the dense matrices would take 2 × 320 GB; keep the test quick
+    rng = np.random.default_rng(0)
+    side = (n * 1e4) ** (1 / 3)
+    gs = rng.uniform(0, side, (n, 3))
+    ge = gs + rng.normal(0, 3, (n, 3))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r = evaluate_vectors(VectorTable(gs, ge), VectorTable(gs + 0.5, ge + 0.5),
+                         voxel_size=(1.0, 1.0, 1.0))
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert r.levels[0].tp == n
+    assert grown_kb < 2_000_000  # < 2 GB

@@ -8,7 +8,13 @@ For one image (METHOD.md §6):
    in µm. Entries whose start distance exceeds the level-0 ``τ_start`` or
    whose end distance exceeds the level-0 ``τ_end`` are set to
    :data:`GATE_COST` (1e6), so that such pairs are never true positives.
-3. Solve the assignment once (``scipy.optimize.linear_sum_assignment``).
+3. Solve the assignment once. Only pairs within the level-0 gate can be TPs,
+   so they are found with a k-d tree and matched sparsely
+   (``scipy.sparse.csgraph.min_weight_full_bipartite_matching``): the same
+   matching as ``scipy.optimize.linear_sum_assignment`` on the dense gated
+   matrix, in memory linear in the number of vectors (1 M × 1 M vectors would
+   need 425 GiB dense). Vectors left unmatched are paired in index order as
+   gated pairs, as the dense assignment pairs them.
 4. At each level L = 0…13 a matched pair is a true positive (TP) when its
    start distance ≤ ``τ_start(L)`` and its end distance ≤ ``τ_end(L)``.
    ``FP = P − TP`` and ``FN = G − TP``.
@@ -52,8 +58,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
 
 from ..io.atomic import write_text_atomic
 
@@ -66,6 +70,8 @@ LEVEL_PRESETS = {"nucleus-golgi": (16.0, 8.0), "cytoplasm-nucleus": (96.0, 17.0)
 GATE_COST = 1e6
 #: Relative tolerance of the inclusive threshold comparisons.
 REL_TOL = 1e-9
+#: Largest G×P solved with a dense matrix; larger ones are matched sparsely (same result).
+DENSE_MAX = 40_000
 
 CSV_COLUMNS = ("level", "maf", "tau_start", "tau_end", "tp", "fp", "fn", "tpr", "fdr",
                "cs_mean", "cs_std", "error_mean", "error_std", "start_dist_mean",
@@ -294,6 +300,70 @@ def _cosine(a, b):
     return np.clip(c, -1.0, 1.0)
 
 
+def _gated_assignment(gs, ge, ps, pe, tau_s, tau_e):
+    """The minimum-cost assignment of the G×P gated matrix (built only when small).
+
+    Minimising ``Σ cost`` over full assignments where gated pairs cost
+    :data:`GATE_COST` is minimising ``Σ (cost − GATE_COST)`` over matchings of
+    the pairs within the gate. That is a minimum-weight full matching of a
+    sparse doubled graph: rows are the GT vectors and a stand-in per
+    prediction, columns the predictions and a stand-in per GT vector; a GT
+    vector (prediction) left alone takes its own stand-in at ``GATE_COST / 2``,
+    and each pair within the gate has a mirror edge between the two stand-ins.
+
+    Returns
+    -------
+    rows, cols : ndarray of int
+        Assigned (GT, prediction) pairs, ``min(G, P)`` of them, sorted by GT.
+    start_dist, end_dist : ndarray
+        Their start and end point distances.
+    gated : ndarray of bool
+        Pairs outside the gate (leftovers paired in index order).
+    """
+    g, p = len(gs), len(ps)
+    if g * p <= DENSE_MAX:  # small images (tuning evaluates many): the dense matrix is quicker
+        from scipy.optimize import linear_sum_assignment
+        from scipy.spatial.distance import cdist
+
+        ds, de = cdist(gs, ps), cdist(ge, pe)
+        ok = _within(ds, tau_s) & _within(de, tau_e)
+        rows, cols = linear_sum_assignment(np.where(ok, ds + de, GATE_COST))
+        return rows, cols, ds[rows, cols], de[rows, cols], ~ok[rows, cols]
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+    from scipy.spatial import cKDTree
+
+    near = cKDTree(gs).sparse_distance_matrix(cKDTree(ps), tau_s * (1.0 + 2 * REL_TOL),
+                                              output_type="ndarray")
+    i, j = near["i"].astype(np.int64), near["j"].astype(np.int64)
+    # the distances as cdist computes them, so inclusive thresholds behave as before
+    ds = np.sqrt(np.sum((gs[i] - ps[j]) ** 2, axis=1))
+    de = np.sqrt(np.sum((ge[i] - pe[j]) ** 2, axis=1))
+    ok = _within(ds, tau_s) & _within(de, tau_e)
+    i, j, cost = i[ok], j[ok], (ds + de)[ok]
+    rows, cols = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if len(i):
+        half = GATE_COST / 2
+        # +1 on every edge: a full matching has G + P edges, so the optimum is unchanged,
+        # and no edge weighs 0 (which a sparse matrix would drop)
+        a = csr_matrix((np.concatenate([cost + 1, np.full(g + p, half + 1), np.ones(len(i))]),
+                        (np.concatenate([i, np.arange(g), g + np.arange(p), g + j]),
+                         np.concatenate([j, p + np.arange(g), np.arange(p), p + i]))),
+                       shape=(g + p, p + g))
+        r, c = min_weight_full_bipartite_matching(a)
+        real = (r < g) & (c < p)
+        rows, cols = r[real].astype(np.int64), c[real].astype(np.int64)
+    n_left = min(g, p) - len(rows)
+    free_g = np.flatnonzero(~np.isin(np.arange(g), rows))[:n_left]
+    free_p = np.flatnonzero(~np.isin(np.arange(p), cols))[:n_left]
+    rows, cols = np.concatenate([rows, free_g]), np.concatenate([cols, free_p])
+    gated = np.arange(len(rows)) >= len(rows) - n_left
+    rows, cols, gated = (a[np.argsort(rows, kind="stable")] for a in (rows, cols, gated))
+    m_ds = np.sqrt(np.sum((gs[rows] - ps[cols]) ** 2, axis=1))
+    m_de = np.sqrt(np.sum((ge[rows] - pe[cols]) ** 2, axis=1))
+    return rows, cols, m_ds, m_de, gated
+
+
 def evaluate_vectors(gt, pred, *, voxel_size=None, shape=None, border_um=7.0,
                      levels="nucleus-golgi", major_axes=None) -> EvalResult:
     """Evaluate predicted vectors against ground truth for one image.
@@ -338,12 +408,7 @@ def evaluate_vectors(gt, pred, *, voxel_size=None, shape=None, border_um=7.0,
 
     _, _, tau_s0, tau_e0 = thresholds[0]
     if len(gi) and len(pi):
-        ds = cdist(gs, ps)
-        de = cdist(ge, pe)
-        ok = _within(ds, tau_s0) & _within(de, tau_e0)
-        rows, cols = linear_sum_assignment(np.where(ok, ds + de, GATE_COST))
-        m_ds, m_de = ds[rows, cols], de[rows, cols]
-        gated = ~ok[rows, cols]
+        rows, cols, m_ds, m_de, gated = _gated_assignment(gs, ge, ps, pe, tau_s0, tau_e0)
     else:
         rows = cols = np.zeros(0, dtype=int)
         m_ds = m_de = np.zeros(0)
