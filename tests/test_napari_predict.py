@@ -79,6 +79,8 @@ def test_inputs_are_checked_before_run(make_napari_viewer, demo_crop):
 
 @pytest.mark.gui_jobs
 def test_widget_predicts_demo_and_adds_layers(make_napari_viewer, qtbot, demo_crop):
+    from napari.utils import progress
+
     from cellpol_app.napari._jobs import supports_precision
     from cellpol_core.detection.infer import predict_image
     from cellpol_core.detection.model import load_model
@@ -100,6 +102,8 @@ def test_widget_predicts_demo_and_adds_layers(make_napari_viewer, qtbot, demo_cr
     with qtbot.waitSignal(widget.run_finished, timeout=120000):
         widget.run()
         assert not widget.run_button.isEnabled() and widget.cancel_button.isEnabled()
+        # The run shows in napari's activity dock.
+        assert any("CellPol" in str(p.desc) for p in progress._all_instances)
     assert "vectors found" in widget.status.text(), widget.status.text()
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
     assert seen, "no progress was shown"
@@ -109,7 +113,8 @@ def test_widget_predicts_demo_and_adds_layers(make_napari_viewer, qtbot, demo_cr
     # The same vectors as the engine on the same crop.
     data, vs = demo_crop
     model = load_model("demo", device="cpu")
-    expected = run_job(predict_image(CellImage(data, voxel_size=vs), model, channels=(0, 1)))
+    same = {"precision": "fp32"} if supports_precision() else {}
+    expected = run_job(predict_image(CellImage(data, voxel_size=vs), model, channels=(0, 1), **same))
     assert len(expected) > 5
     vectors = viewer.layers["predicted"]
     np.testing.assert_allclose(vectors.data[:, 0], expected.start, atol=1e-4)
@@ -126,6 +131,29 @@ def test_widget_predicts_demo_and_adds_layers(make_napari_viewer, qtbot, demo_cr
         np.testing.assert_allclose(extent, np.asarray(data.shape[1:]) * np.asarray(vs), rtol=0.06)
     heat = viewer.layers["CNN heatmap_start"].data
     assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.4
+
+
+@pytest.mark.gui_jobs
+def test_broken_model_gives_one_line_error(make_napari_viewer, qtbot, demo_crop, tmp_path):
+    import shutil
+
+    model = tmp_path / "broken"
+    shutil.copytree(find_model("demo"), model)
+    (model / "weights_best.pt").write_bytes(b"not a torch file")
+    viewer = make_napari_viewer()
+    _add_demo(viewer, demo_crop)
+    widget = _widget(viewer)
+    widget.model_combo.setCurrentText("Model folder…")
+    widget.model_path.setText(str(model))
+    widget.model_path.editingFinished.emit()
+    assert widget.run_button.isEnabled(), widget.status.text()
+    before = len(viewer.layers)
+    with qtbot.waitSignal(widget.run_finished, timeout=120000):
+        widget.run()
+    text = widget.status.text()
+    assert "cannot load weights" in text and "weights_best.pt" in text
+    assert "Traceback" not in text and "\n" not in text
+    assert len(viewer.layers) == before
 
 
 @pytest.mark.gui_jobs

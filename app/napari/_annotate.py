@@ -12,7 +12,7 @@ from cellpol_core.errors import InputError
 from cellpol_core.io.vectors import DEFAULT_STRUCTURES, VectorTable, vector_geometry, write_vectors
 
 from ._convert import END_COLOR, POINT_SIZE, START_COLOR, VECTOR_COLOR, table_features
-from ._predict import _layer_voxel_size, fill_channel_combos
+from ._predict import _layer_voxel_size, fill_channel_combos, layer_array
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -161,7 +161,7 @@ class PairWidget(QWidget):
             point = self._ray_pick(role, world_position, view_direction, dims_displayed)
         else:
             point = np.asarray(layer.world_to_data(world_position), float)[-layer.ndim:]
-        if point is None or not _inside(point, layer.data.shape):
+        if point is None or not _inside(point, layer_array(layer).shape):
             self.status.setText("That click is outside the image.")
             return False
         self._remember()
@@ -187,8 +187,9 @@ class PairWidget(QWidget):
         p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
         n = int(np.ceil(np.linalg.norm(p1 - p0))) + 1
         samples = p0[None] + np.linspace(0.0, 1.0, n)[:, None] * (p1 - p0)[None]
-        idx = np.clip(np.round(samples).astype(int), 0, np.asarray(layer.data.shape) - 1)
-        values = np.asarray([float(np.asarray(layer.data[tuple(i)])) for i in idx])
+        data = layer_array(layer)
+        idx = np.clip(np.round(samples).astype(int), 0, np.asarray(data.shape) - 1)
+        values = np.asarray([float(np.asarray(data[tuple(i)])) for i in idx])
         best = samples[int(np.argmax(values))]
         # From the channel layer's data coordinates to the reference layer's.
         return np.asarray(ref.world_to_data(layer.data_to_world(best)), float)

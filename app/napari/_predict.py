@@ -269,9 +269,9 @@ class PredictWidget(QWidget):
             out.append("Start and end channels must be different layers.")
         if start.ndim not in (2, 3):
             out.append(f"'{start.name}' is {start.ndim}D; CellPol predicts 2D or 3D images.")
-        if tuple(start.data.shape) != tuple(end.data.shape):
-            out.append(f"'{start.name}' {tuple(start.data.shape)} and '{end.name}' "
-                       f"{tuple(end.data.shape)} differ in shape.")
+        shapes = [tuple(layer_array(layer).shape) for layer in (start, end)]
+        if shapes[0] != shapes[1]:
+            out.append(f"'{start.name}' {shapes[0]} and '{end.name}' {shapes[1]} differ in shape.")
         if self._config is not None and start.ndim != self._config.spatial_dims:
             out.append(f"The model is {self._config.spatial_dims}D but '{start.name}' is {start.ndim}D.")
         yx = [box.value() for box in self.voxel[1:]]
@@ -313,7 +313,7 @@ class PredictWidget(QWidget):
         else:  # 0, 0: an uncalibrated 2D image, taken at the model's pixel size
             voxel_size = (1.0, vs[1], vs[2]) if min(vs[1:]) > 0 else None
         try:
-            image = make_image(start.data, end.data, voxel_size=voxel_size,
+            image = make_image(layer_array(start), layer_array(end), voxel_size=voxel_size,
                                names=(start.name, end.name))
         except InputError as exc:
             self.status.setText(str(exc))
@@ -435,6 +435,11 @@ def fill_channel_combos(start_combo, end_combo, names, wanted):
             combo.setCurrentText(pick)
         chosen.append(pick)
         combo.blockSignals(False)
+
+
+def layer_array(layer):
+    """An image layer's full-resolution array (level 0 of a multiscale layer)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def _layer_voxel_size(layer):
