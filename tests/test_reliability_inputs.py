@@ -239,3 +239,41 @@ def test_evaluate_a_million_vectors_in_little_memory():
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert r.levels[0].tp == n
     assert grown_kb < 2_000_000  # < 2 GB
+
+
+# --------------------------------------------------------------------------- 12: odd models
+
+@pytest.fixture
+def demo_copy(tmp_path):
+    import shutil
+
+    from cellpol_core.detection.model import find_model
+
+    out = tmp_path / "model"
+    shutil.copytree(find_model("demo"), out)
+    return out
+
+
+def test_weights_file_holding_a_list(tmp_path, img3d, demo_copy, capsys):
+    import torch
+
+    torch.save([1, 2, 3], demo_copy / "weights_best.pt")
+    assert main(["predict", str(img3d), "-o", str(tmp_path / "o"), "--model",
+                 str(demo_copy)]) == 2
+    assert "list" in one_line(capsys, "weights_best.pt")
+
+
+def test_model_taking_three_channels(tmp_path, img3d, demo_copy, capsys):
+    import json
+
+    import torch
+
+    from cellpol_core.detection.model import build_net, read_config
+
+    cfg = json.loads((demo_copy / "config.json").read_text())
+    cfg["network"]["in_channels"] = 3
+    (demo_copy / "config.json").write_text(json.dumps(cfg))
+    torch.save(build_net(read_config(demo_copy)).state_dict(), demo_copy / "weights_best.pt")
+    assert main(["predict", str(img3d), "-o", str(tmp_path / "o"), "--model",
+                 str(demo_copy)]) == 2
+    assert "3 input channels" in one_line(capsys, "model")

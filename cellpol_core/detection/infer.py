@@ -247,6 +247,10 @@ def _plan(image, model, *, channels, tile, overlap, timings) -> _Plan:
     if image.n_channels < 2:
         raise InputError(f"needs 2 channels (start and end), image has {image.n_channels}",
                          image.path)
+    n_in = int(cfg.network.get("in_channels", 2))
+    if n_in != 2:  # the network is fed the start and end channels, always two
+        raise InputError(f"the model takes {n_in} input channels (config.json in_channels) but "
+                         "CellPol feeds it 2, the start and end channels", model.path)
     ch = resolve_channels(image, channels=channels, structures=cfg.structures)
     src_vs = image.voxel_size
     if src_vs is None:

@@ -269,10 +269,14 @@ def load_state(path) -> dict:
     if not path.exists():
         raise InputError(f"missing {path.name}", path.parent)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
         raise InputError(f"cannot load weights ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})", path) from None
+    if not isinstance(state, dict):
+        raise InputError(f"not a weights file: it holds a {type(state).__name__}, not a "
+                         "dictionary of tensors", path)
+    return state
 
 
 @dataclass
