@@ -308,3 +308,23 @@ def test_pair_by_real_canvas_clicks(pair_viewer, qtbot):
     np.testing.assert_allclose(data[0, 0] + data[0, 1], seen[1], atol=1e-6)
     # 30 and 20 screen pixels apart: the end is right of and below the start.
     assert data[0, 1][2] > 0 and data[0, 1][1] > 0
+
+
+def test_deleted_widgets_let_go_of_the_viewer(pair_viewer):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    from cellpol_app.napari._annotate import PairWidget
+    from cellpol_app.napari._predict import PredictWidget
+
+    viewer = pair_viewer
+    pairs = PairWidget(viewer)
+    predict = PredictWidget(viewer)
+    pairs.annotate_button.setChecked(True)
+    assert pairs._on_mouse in viewer.mouse_drag_callbacks
+    pairs.deleteLater()
+    predict.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    assert not viewer.mouse_drag_callbacks or all(
+        getattr(cb, "__self__", None) is not pairs for cb in viewer.mouse_drag_callbacks)
+    viewer.add_image(np.zeros((20, 40, 50)), name="after")  # no call into deleted widgets
+    assert "after" in viewer.layers

@@ -12,7 +12,7 @@ from cellpol_core.errors import InputError
 from cellpol_core.io.vectors import DEFAULT_STRUCTURES, VectorTable, vector_geometry, write_vectors
 
 from ._convert import END_COLOR, POINT_SIZE, START_COLOR, VECTOR_COLOR, table_features
-from ._predict import _layer_voxel_size, fill_channel_combos, layer_array
+from ._predict import _layer_voxel_size, fill_channel_combos, follow_layers, layer_array
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -82,9 +82,10 @@ class PairWidget(QWidget):
         self.undo_button.clicked.connect(self.undo)
         self.delete_button.clicked.connect(self.delete_selected)
         self.save_button.clicked.connect(self._save_dialog)
-        events = self.viewer.layers.events
-        for ev in (events.inserted, events.removed, events.reordered):
-            ev.connect(self._refresh_layers)
+        follow_layers(self, self.viewer, self._refresh_layers)
+        # A deleted widget must not receive the viewer's clicks.
+        callbacks, on_mouse = self.viewer.mouse_drag_callbacks, self._on_mouse
+        self.destroyed.connect(lambda *_: on_mouse in callbacks and callbacks.remove(on_mouse))
         self._refresh_layers()
         self._update()
 

@@ -173,9 +173,7 @@ class PredictWidget(QWidget):
         self.device_combo.currentTextChanged.connect(self.check_inputs)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
-        events = self.viewer.layers.events
-        for ev in (events.inserted, events.removed, events.reordered):
-            ev.connect(self._refresh_layers)
+        follow_layers(self, self.viewer, self._refresh_layers)
         self._refresh_layers()
         self._model_changed()
 
@@ -410,6 +408,20 @@ class PredictWidget(QWidget):
         self.check_inputs()
         self.status.setText(status)
         self.run_finished.emit()
+
+
+def follow_layers(widget, viewer, slot):
+    """Call ``slot`` when layers are added, removed or moved, until ``widget`` is deleted."""
+    events = viewer.layers.events
+    emitters = (events.inserted, events.removed, events.reordered)
+    for ev in emitters:
+        ev.connect(slot)
+
+    def disconnect(*_):
+        for ev in emitters:
+            ev.disconnect(slot)
+
+    widget.destroyed.connect(disconnect)
 
 
 def fill_channel_combos(start_combo, end_combo, names, wanted):
