@@ -143,6 +143,10 @@ def test_gui_tests_skip_without_xvfb(tmp_path):
     assert "1 passed, 2 skipped" in out
     reason = ("GUI tests skipped: Xvfb is not installed (run scripts/install_system_deps.sh)")
     assert out.count(reason) == 1, out  # one line, in the summary
+    # selecting only GUI tests (make test's `-m gui_jobs` run) is a skip, not a failure
+    only_gui = _pytest_child(tmp_path, _env_without_display(str(tmp_path / "bin")), "-m", "gui")
+    assert only_gui.returncode == 0, only_gui.stdout + only_gui.stderr
+    assert "1 skipped, 2 deselected" in only_gui.stdout
 
 
 @pytest.mark.slow
