@@ -304,7 +304,7 @@ def cdf_figure(groups: dict, *, control, plane="xy", relative=False, axial=False
         raise InputError(f"control condition {control!r} is not among " + ", ".join(groups))
     colours = palette_colours(palette)["cycle"]
     others = [n for n in groups if n != control] or [control]
-    fig = Figure(figsize=(3.6 * len(others), 3.4), layout="constrained")
+    fig = Figure(figsize=(max(4.2, 3.6 * len(others)), 3.6), layout="constrained")
     lo, hi = _cdf_range(relative, axial)
     x0, y0 = empirical_cdf(groups[control], relative=relative, axial=axial)
     for k, name in enumerate(others):
@@ -325,8 +325,8 @@ def cdf_figure(groups: dict, *, control, plane="xy", relative=False, axial=False
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
         ax.set_title(f"{name} vs {control}", fontsize=9)
-    suffix = _PLANE_TITLES.get(plane, plane) + (", relative to the reference" if relative else "")
-    fig.suptitle(f"{title} — {suffix}" if title else f"CDF — {suffix}", fontsize=10)
+    suffix = _PLANE_TITLES.get(plane, plane) + ("\nrelative to the reference" if relative else "")
+    fig.suptitle(f"{title or 'Angle CDF'}, {suffix}", fontsize=10)
     return fig
 
 
