@@ -29,6 +29,10 @@ OTSU_MIN_SIZE_UM = (20.0, 2.0)
 #: Where a network runs: "auto" is CUDA when present, else the CPU.
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_DEVICE = "auto"
+#: Network arithmetic: "auto" is bf16 on CUDA and on CPUs with native bf16
+#: (AMX, AVX-512 BF16), else fp32 (cellpol_core.detection.precision).
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRECISION = "auto"
 
 __all__ = ["PAIR_DISTANCE_UM", "PAIR_DISTANCE_2D_PX", "PEAK_TAU", "PEAK_D_MIN_UM", "EMBED_MARGIN",
            "BORDER_UM", "TUNE_LEVEL", "OTSU_MIN_SIZE_UM", "DEVICES", "DEFAULT_DEVICE"]

@@ -382,12 +382,38 @@ def test_prepare_for_device_2d_uses_channels_last():
     assert x.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_autocast_context():
-    ctx = autocast_context("cpu")
+def test_autocast_context(monkeypatch):
+    from cellpol_core.detection import precision
+
+    ctx = autocast_context("cpu", "fp32")
     assert isinstance(ctx, contextlib.nullcontext)
     with ctx:
         assert not torch.is_autocast_enabled("cpu")
+    cpu = autocast_context("cpu", "bf16")
+    assert isinstance(cpu, torch.autocast)
+    assert cpu.device == "cpu" and cpu.fast_dtype == torch.bfloat16
+    monkeypatch.setattr(precision, "_cuda_bf16", lambda: True)
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
         gpu = autocast_context("cuda")
     assert isinstance(gpu, torch.autocast)
     assert gpu.device == "cuda" and gpu.fast_dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channel_affine_channels_last_matches_broadcast(dtype):
+    from cellpol_core.detection.network import _ChannelAffine
+
+    bn = torch.nn.BatchNorm3d(12).eval()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0)
+        bn.bias.uniform_(-1.0, 1.0)
+        bn.running_mean.uniform_(-1.0, 1.0)
+        bn.running_var.uniform_(0.5, 2.0)
+    aff = _ChannelAffine(bn).to(dtype)
+    x = torch.rand(2, 12, 3, 5, 6).to(dtype)
+    ref = aff(x.clone())  # contiguous: the broadcast path
+    cl = x.contiguous(memory_format=torch.channels_last_3d)
+    out = aff(cl)
+    assert out.data_ptr() == cl.data_ptr()  # in place
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    torch.testing.assert_close(ref.float(), bn(x.float()), rtol=2e-2, atol=2e-2)

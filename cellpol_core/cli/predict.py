@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..defaults import DEFAULT_DEVICE, DEVICES, OTSU_MIN_SIZE_UM, PAIR_DISTANCE_UM
+from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, DEVICES, OTSU_MIN_SIZE_UM, PAIR_DISTANCE_UM
 from ..errors import InputError
 from ..jobs import run_job
 from ..detection.predict import predict_files
@@ -29,6 +29,7 @@ def register(sub):
                         f"the model's tuned value, {PAIR_DISTANCE_UM:g} for otsu")
     p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE,
                    help="where a model runs (auto: CUDA when present)")
+    add_precision_flag(p)
     p.add_argument("--batch-size", type=int, default=1, help="tiles per network call")
     p.add_argument("--skip-existing", action="store_true",
                    help="skip images whose output CSV exists (resume a batch run)")
@@ -43,7 +44,17 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def add_precision_flag(p):
+    """``--precision``, shared by predict, tune and train (checked by check_precision)."""
+    p.add_argument("--precision", default=DEFAULT_PRECISION, metavar="{auto,fp32,bf16}",
+                   help="network arithmetic (auto: bf16 on CUDA and on CPUs with AMX or AVX-512 "
+                        "BF16, else fp32)")
+
+
 def run(args) -> int:
+    from ..detection.precision import check_precision
+
+    check_precision(args.precision)
     paths = expand_inputs(args.images)
     if not paths:
         raise InputError("no images found in " + ", ".join(args.images))
@@ -65,7 +76,7 @@ def run(args) -> int:
         paths, outdir=args.output, method=method, model=args.model if method == "model" else None,
         channels=args.channels, structures=args.structures, voxel_size=voxel_size_from_args(args),
         axes=args.axes, d_max_um=args.d_max, min_size_um=tuple(args.min_size), device=args.device,
-        batch_size=args.batch_size, skip_existing=args.skip_existing)
+        precision=args.precision, batch_size=args.batch_size, skip_existing=args.skip_existing)
     with ProgressBar() as bar:
         written = run_job(job, bar)
     for path in written:

@@ -10,6 +10,7 @@ from ..errors import InputError
 from ..jobs import run_job
 from ..io.paths import expand_inputs, match_vectors
 from .common import ProgressBar, add_image_flags, run_epochs, voxel_size_from_args
+from .predict import add_precision_flag
 
 
 def add_pairs_flags(p, *, what="training"):
@@ -59,6 +60,7 @@ def register(sub):
     p.add_argument("--synthetic-epochs", type=int,
                    help="epochs of the synthetic pre-training (default: --epochs)")
     p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
+    add_precision_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
                    help="tune thresholds at the end, on the --val images or else on the "
@@ -99,12 +101,14 @@ def _check_synthetic_flags(args):
 def train_config(args):
     """The :class:`~cellpol_core.detection.config.TrainConfig` of ``cellpol train``'s flags."""
     from ..detection.config import TrainConfig
+    from ..detection.precision import check_precision
 
     return TrainConfig(arch=args.arch, preset=args.preset, structures=args.structures,
                        model_voxel_size=_model_voxel_size(args), epochs=args.epochs,
                        steps_per_epoch=args.steps_per_epoch, patch_size=_patch(args),
                        batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
-                       alpha=args.alpha, beta=args.beta, seed=args.seed, device=args.device)
+                       alpha=args.alpha, beta=args.beta, seed=args.seed, device=args.device,
+                       precision=check_precision(args.precision))
 
 
 def run(args) -> int:
@@ -144,7 +148,7 @@ def run(args) -> int:
         with ProgressBar() as bar:
             _, report = run_job(tune(model_dir, tune_imgs, tune_vecs, channels=args.channels,
                                      axes=args.axes, voxel_size=voxel_size_from_args(args),
-                                     device=args.device), bar)
+                                     device=args.device, precision=args.precision), bar)
         print(format_report(report))
     print(f"model written to {model_dir}", file=sys.stdout)
     return 0

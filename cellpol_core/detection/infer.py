@@ -24,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..defaults import DEFAULT_PRECISION
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from ..io.resample import coord_scale, needs_resampling, resampled_shape
@@ -284,16 +285,21 @@ def _plan(image, model, *, channels, tile, overlap, timings) -> _Plan:
     return _Plan(dims, ch, work_vs, model_shape, tile, origins, interiors, reader)
 
 
-def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel):
-    """Yield ("progress", event) and ("tile", tile_index, maps) items, maps as numpy."""
+def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel,
+               precision=DEFAULT_PRECISION):
+    """Yield ("progress", event) and ("tile", tile_index, maps) items, maps as float32 numpy."""
     import torch
 
-    from .network import autocast_context
+    from .precision import Precision, inference_net, resolve_precision
 
-    net = model.net
-    dev = device or next(net.parameters()).device
+    dev = torch.device(device or next(model.net.parameters()).device)
+    prec = resolve_precision(precision, dev)
+    # predict_files passes a resolved Precision and shows its notice once per batch.
+    notice = None if isinstance(precision, Precision) else prec.notice
+    net = inference_net(model.net, prec)
     n = len(plan.origins)
-    yield "progress", ProgressEvent("tiles", 0, n, message=f"{n} tiles of {plan.tile}")
+    yield "progress", ProgressEvent("tiles", 0, n, message=f"{n} tiles of {plan.tile}",
+                                    data={"notice": notice} if notice else {})
     starts = list(range(0, n, batch_size))
 
     def read_batch(b):
@@ -311,10 +317,10 @@ def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel):
             pending = pool.submit(read_batch, starts[i + 1]) if i + 1 < len(starts) else None
             count = x.shape[0]
             t1 = time.perf_counter()
-            xt = torch.from_numpy(x).to(dev)
+            xt = torch.from_numpy(x).to(dev, prec.dtype)
             if plan.dims == 3 and dev.type == "cpu":
                 xt = xt.contiguous(memory_format=torch.channels_last_3d)
-            with torch.inference_mode(), autocast_context(dev):
+            with torch.inference_mode():
                 out = net(xt)
             maps = {k: v.float().cpu().numpy()[:, 0] for k, v in out.items()}
             timings.network += time.perf_counter() - t1
@@ -328,7 +334,7 @@ def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel):
 
 def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch_size=1,
                   device=None, thresholds=None, timings: Optional[Timings] = None,
-                  cancel: Optional[CancelToken] = None):
+                  precision=DEFAULT_PRECISION, cancel: Optional[CancelToken] = None):
     """Predict the polarity vectors of one image with a loaded model.
 
     A generator job: yields :class:`~cellpol_core.jobs.ProgressEvent` (stage
@@ -353,6 +359,9 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
         Default: the model's ``thresholds.json``.
     timings : Timings, optional
         Filled with the time spent per part.
+    precision : {"auto", "fp32", "bf16"} or Precision
+        Network arithmetic (:func:`~cellpol_core.detection.precision.resolve_precision`);
+        the output maps are decoded in float32 either way.
     cancel : CancelToken, optional
         Checked between tile batches.
     """
@@ -377,7 +386,7 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
     # Tiles are decoded in a thread while the network runs on the next ones.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellpol-decode") as pool:
         for item in _run_tiles(plan, model, batch_size=batch_size, device=device,
-                               timings=timings, cancel=cancel):
+                               timings=timings, cancel=cancel, precision=precision):
             if item[0] == "progress":
                 yield item[1]
                 continue
@@ -435,7 +444,7 @@ class ImageMaps:
 
 
 def predict_maps(image, model, *, channels=None, tile=None, overlap=None, batch_size=1,
-                 device=None, cancel: Optional[CancelToken] = None):
+                 device=None, precision=DEFAULT_PRECISION, cancel: Optional[CancelToken] = None):
     """Whole-image output maps, for threshold tuning on (small) validation images.
 
     A generator job returning :class:`ImageMaps`. Each voxel takes its value
@@ -445,7 +454,7 @@ def predict_maps(image, model, *, channels=None, tile=None, overlap=None, batch_
     plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=timings)
     maps = {}
     for item in _run_tiles(plan, model, batch_size=batch_size, device=device, timings=timings,
-                           cancel=cancel):
+                           cancel=cancel, precision=precision):
         if item[0] == "progress":
             yield item[1]
             continue

@@ -93,8 +93,27 @@ class _ChannelAffine(nn.Module):
         self.register_buffer("shift", shift.detach().clone())
 
     def forward(self, x):
+        rows = _channel_rows(x)
+        if rows is not None:
+            # A channels-last tensor as rows of k pixels x C channels: with
+            # rows of >= 64 values the bf16 add runs ~10x faster than with
+            # per-channel broadcasting over 16-value rows (torch 2.13).
+            c, k = x.shape[1], 1
+            while c * k < 64 and rows.shape[0] % (2 * k) == 0:
+                k *= 2
+            rows = rows.view(-1, c * k)
+            rows.mul_(self.scale.repeat(k)).add_(self.shift.repeat(k))
+            return x
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return x.mul_(self.scale.view(shape)).add_(self.shift.view(shape))
+
+
+def _channel_rows(x):
+    """A channels-last (B, C, ...) tensor as a (B * voxels, C) view, or None."""
+    if x.dim() < 3 or x.is_contiguous():
+        return None
+    moved = x.movedim(1, -1)
+    return moved.view(-1, x.shape[1]) if moved.is_contiguous() else None
 
 
 class _Down(nn.Module):
@@ -472,7 +491,9 @@ class _FusedHeads(nn.Module):
     def forward(self, y):
         y = F.relu(self.trunk(y), inplace=True)
         y = F.relu(self.sub(y), inplace=True)
-        y = self.out(y)
+        # A bf16 copy keeps ``out`` in float32 (precision.inference_net): bf16
+        # logits would round heatmap peaks into ties and embeddings by ~0.03.
+        y = self.out(y.to(self.out.weight.dtype))
         k = self.k
         out = {"heatmap_start": torch.sigmoid(y[:, 0:1]),
                "heatmap_end": torch.sigmoid(y[:, k:k + 1])}
@@ -680,12 +701,23 @@ def select_device(device="auto") -> torch.device:
     return dev
 
 
-def device_description(device) -> str:
-    """A short human-readable description: ``"GPU: <name>"`` or ``"CPU (<n> threads)"``."""
+def device_description(device, precision=None) -> str:
+    """A short human-readable description: ``"GPU: <name>"`` or ``"CPU (<n> threads)"``.
+
+    With a ``precision`` (a name or a resolved
+    :class:`~cellpol_core.detection.precision.Precision`) it also says what
+    the network computes in, e.g. ``"CPU (2 threads, bf16/AMX)"``.
+    """
     device = torch.device(device)
+    label = ""
+    if precision is not None:
+        from .precision import resolve_precision
+
+        label = resolve_precision(precision, device).label
     if device.type == "cuda":
-        return f"GPU: {torch.cuda.get_device_name(device)}"
-    return f"CPU ({torch.get_num_threads()} threads)"
+        name = f"GPU: {torch.cuda.get_device_name(device)}"
+        return f"{name} ({label})" if label else name
+    return f"CPU ({torch.get_num_threads()} threads{', ' + label if label else ''})"
 
 
 def prepare_for_device(net: nn.Module, device) -> nn.Module:
@@ -722,14 +754,22 @@ def _memory_format(net, device):
 
 
 def autocast_context(device, precision="auto"):
-    """Mixed precision for inference and training: bf16 autocast on CUDA, none on the CPU.
+    """Mixed precision for training (and eager inference): bf16 autocast, or nothing.
 
-    ``precision`` ("auto", "fp32" or "bf16") is the user's choice; "fp32" turns
-    autocast off everywhere.
+    ``precision`` ("auto", "fp32" or "bf16", or a resolved
+    :class:`~cellpol_core.detection.precision.Precision`) is the user's choice,
+    resolved by :func:`~cellpol_core.detection.precision.resolve_precision`:
+    "auto" is bf16 on CUDA and on CPUs with native bf16 (AMX, AVX-512 BF16),
+    fp32 elsewhere. In bf16, convolutions run in bf16 over the float32
+    weights (which the optimiser updates in float32); cast the outputs to
+    float32 before the loss. Autocast measured faster for training than bf16
+    weights with float32 master copies (``benchmarks/bench_train.py``).
+    Inference casts the whole network instead
+    (:func:`~cellpol_core.detection.precision.inference_net`).
     """
+    from .precision import resolve_precision
+
     device = torch.device(device)
-    if precision == "fp32":
+    if not resolve_precision(precision, device).bf16:
         return contextlib.nullcontext()
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..defaults import DEFAULT_DEVICE, OTSU_MIN_SIZE_UM, PAIR_DISTANCE_UM
+from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, OTSU_MIN_SIZE_UM, PAIR_DISTANCE_UM
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from ..io.atomic import check_writable
@@ -17,7 +17,8 @@ from ..io.vectors import DEFAULT_STRUCTURES, write_vectors
 def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channels=None,
                   structures=None, voxel_size=None, axes=None, d_max_um=None,
                   min_size_um=OTSU_MIN_SIZE_UM, device=DEFAULT_DEVICE, batch_size=1, tile=None,
-                  timings=None, skip_existing=False, cancel: Optional[CancelToken] = None):
+                  timings=None, skip_existing=False, precision=DEFAULT_PRECISION,
+                  cancel: Optional[CancelToken] = None):
     """Predict vectors for each image file and write ``<stem>_vectors.csv``.
 
     A generator job: yields :class:`~cellpol_core.jobs.ProgressEvent` and
@@ -56,6 +57,9 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
         Accumulates the time per part (read, normalise, network, decode, write).
     skip_existing : bool
         Skip images whose output CSV exists (resuming a batch run).
+    precision : {"auto", "fp32", "bf16"}
+        Network arithmetic; "auto" is bf16 where the CPU (or CUDA) runs it
+        natively (:mod:`cellpol_core.detection.precision`).
     cancel : CancelToken, optional
         Checked between images (and between tiles for models).
     """
@@ -76,16 +80,19 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
             raise InputError("--method model needs --model MODEL_DIR|NAME")
         from .model import load_model
         from .network import device_description, select_device
+        from .precision import resolve_precision
 
         dev = select_device(device)
+        prec = resolve_precision(precision, dev)
         loaded = load_model(model, device=dev)
         if d_max_um is not None:
             from dataclasses import replace
 
             loaded.thresholds = replace(loaded.thresholds, d_max_um=float(d_max_um))
         structures = tuple(structures or loaded.config.structures)
-        yield ProgressEvent("predict", 0, len(paths), message=f"model on {device_description(dev)}",
-                            data={"device": device_description(dev)})
+        desc = device_description(dev, prec)
+        yield ProgressEvent("predict", 0, len(paths), message=f"model on {desc}",
+                            data={"device": desc, **({"notice": prec.notice} if prec.notice else {})})
     structures = tuple(structures or DEFAULT_STRUCTURES)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +127,8 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
             timings.decode += time.perf_counter() - t1
         else:
             table = yield from predict_image(image, loaded, channels=ch, batch_size=batch_size,
-                                             tile=tile, timings=timings, cancel=cancel)
+                                             tile=tile, timings=timings, precision=prec,
+                                             cancel=cancel)
         t2 = time.perf_counter()
         write_vectors(out, table, voxel_size=image.voxel_size)
         timings.write += time.perf_counter() - t2

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..defaults import BORDER_UM, DEFAULT_DEVICE, TUNE_LEVEL
+from ..defaults import BORDER_UM, DEFAULT_DEVICE, DEFAULT_PRECISION, TUNE_LEVEL
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from .model import (METRICS_FILE, Thresholds, load_model, write_json, write_thresholds)
@@ -85,7 +85,7 @@ def _score(caches, thr, names, *, level, levels, border_um):
 def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=None,
          voxel_size=None, level=TUNE_LEVEL, levels=None, border_um=BORDER_UM, rounds=2,
          device=DEFAULT_DEVICE, thresholds: Optional[Thresholds] = None, write=True,
-         cancel: Optional[CancelToken] = None):
+         precision=DEFAULT_PRECISION, cancel: Optional[CancelToken] = None):
     """Choose decoding thresholds on validation images; write ``thresholds.json``.
 
     A generator job returning ``(Thresholds, report)`` where ``report`` is a
@@ -115,14 +115,20 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         ``thresholds.json``.
     write : bool
         Write ``thresholds.json`` and ``metrics.json`` into the model folder.
+    precision : {"auto", "fp32", "bf16"}
+        Network arithmetic (:mod:`cellpol_core.detection.precision`).
     cancel : CancelToken, optional
     """
     from .infer import predict_maps
     from .network import select_device
+    from .precision import resolve_precision
     from .targets import get_preset
     from .train import load_annotated_images
 
     dev = select_device(device)
+    prec = resolve_precision(precision, dev)
+    if prec.notice:
+        yield ProgressEvent("predict", 0, len(images), data={"notice": prec.notice})
     model = load_model(model_dir, device=dev)
     cfg = model.config
     if not images:
@@ -134,7 +140,8 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
     caches = []
     for k, (image, table, ch) in enumerate(pairs):
         yield ProgressEvent("predict", k, len(pairs), message=str(image.path or k))
-        maps = yield from predict_maps(image, model, channels=ch, device=dev, cancel=cancel)
+        maps = yield from predict_maps(image, model, channels=ch, device=dev, precision=prec,
+                                       cancel=cancel)
         gt = maps.to_model_voxels(table)
         caches.append(_ImageCache(maps, gt, maps.plan.model_shape, min(TAU_GRID)))
     names = tuple(cfg.structures)
