@@ -31,12 +31,19 @@ def predict_project(project, *, model=None, cancel: Optional[CancelToken] = None
         Model folder or bundled model name; the Otsu baseline when None.
     cancel : CancelToken, optional
     **options
-        More options of :func:`~cellpol_core.detection.predict.predict_files` (``device``, ...).
+        More options of :func:`~cellpol_core.detection.predict.predict_files` (``device``,
+        ``precision``, ...).
     """
     from pathlib import Path
 
     from cellpol_core.detection.predict import predict_files
 
+    if model is not None:  # loaded once for the whole batch, not once per image
+        from cellpol_core.defaults import DEFAULT_DEVICE
+        from cellpol_core.detection.model import load_model
+        from cellpol_core.detection.network import select_device
+
+        model = load_model(model, device=select_device(options.get("device", DEFAULT_DEVICE)))
     entries = list(project.images)
     outdir = project.root / "predictions"
     done = []

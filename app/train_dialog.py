@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cellpol_core.defaults import DEVICES
+from cellpol_core.defaults import DEVICES, PRECISIONS
 from cellpol_core.detection.config import TrainConfig
 
 __all__ = ["TrainDialog", "cuda_available"]
@@ -122,6 +122,11 @@ class TrainDialog(QDialog):
             item.setEnabled(False)
             item.setToolTip("No CUDA device found")
         form.addRow("Device:", self.device_combo)
+        self.precision_combo = QComboBox()
+        self.precision_combo.addItems(PRECISIONS)
+        self.precision_combo.setToolTip("auto: bf16 on CUDA and on CPUs with AMX or AVX-512 BF16 "
+                                        "(faster training), else fp32")
+        form.addRow("Precision:", self.precision_combo)
 
         self.val_fraction_radio = QRadioButton("Hold out a fraction of each image (along x):")
         self.val_images_radio = QRadioButton("Validate on chosen project images:")
@@ -198,6 +203,7 @@ class TrainDialog(QDialog):
     def config(self) -> TrainConfig:
         """The chosen hyperparameters (the rest keep TrainConfig's defaults)."""
         changes = {"epochs": self.epochs_spin.value(), "device": self.device_combo.currentText(),
+                   "precision": self.precision_combo.currentText(),
                    "val_fraction": round(self.val_fraction_spin.value(), 4)}
         if not self.patch_default.isChecked():
             s = self.patch_spins

@@ -73,6 +73,7 @@ def test_dialog_builds_fine_tune_resume_and_validation_args(window, qtbot, tmp_p
     dialog.epochs_spin.setValue(3)
     dialog.init_combo.setCurrentIndex(1)
     dialog.device_combo.setCurrentText("cpu")
+    dialog.precision_combo.setCurrentText("fp32")
     dialog.patch_default.setChecked(False)
     dialog.patch_spins["X"].setValue(32)
     dialog.patch_spins["Y"].setValue(24)
@@ -80,7 +81,8 @@ def test_dialog_builds_fine_tune_resume_and_validation_args(window, qtbot, tmp_p
     dialog.val_images_radio.setChecked(True)
     dialog.val_list.item(0).setCheckState(Qt.CheckState.Checked)
     assert dialog.kwargs() == {
-        "config": TrainConfig(epochs=3, device="cpu", patch_size=(8, 24, 32), val_fraction=0.1),
+        "config": TrainConfig(epochs=3, device="cpu", precision="fp32", patch_size=(8, 24, 32),
+                              val_fraction=0.1),
         "name": "tuned", "init": str(old), "val_images": [images[0]]}
 
     dialog.name_edit.setText("old")  # an existing folder with a checkpoint

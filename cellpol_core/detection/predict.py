@@ -32,8 +32,10 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
         Output folder, created if needed.
     method : {"otsu", "model"}
         The classical baseline, or a trained model (``model``).
-    model : str or Path, optional
-        Model folder or bundled model name; implies ``method="model"``.
+    model : str, Path or LoadedModel, optional
+        Model folder, bundled model name or a model loaded by
+        :func:`~cellpol_core.detection.model.load_model` (for inference, on
+        ``device``); implies ``method="model"``.
     channels : (int, int), optional
         Start and end channels; default from channel names, else (0, 1).
     structures : (str, str), optional
@@ -78,17 +80,18 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
     if method == "model":
         if model is None:
             raise InputError("--method model needs --model MODEL_DIR|NAME")
-        from .model import load_model
+        from .model import LoadedModel, load_model
         from .network import device_description, select_device
         from .precision import resolve_precision
 
         dev = select_device(device)
         prec = resolve_precision(precision, dev)
-        loaded = load_model(model, device=dev)
+        # A LoadedModel is used as it is: a caller predicting many batches loads it once.
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, device=dev)
         if d_max_um is not None:
             from dataclasses import replace
 
-            loaded.thresholds = replace(loaded.thresholds, d_max_um=float(d_max_um))
+            loaded = replace(loaded, thresholds=replace(loaded.thresholds, d_max_um=float(d_max_um)))
         structures = tuple(structures or loaded.config.structures)
         desc = device_description(dev, prec)
         yield ProgressEvent("predict", 0, len(paths), message=f"model on {desc}",
