@@ -288,6 +288,7 @@ def test_broken_training_config_is_an_input_error(tmp_path):
     (dict(val_fraction=-0.1), r"val_fraction must be in \[0, 1\)"),
     (dict(augment_p=1.5), r"augment_p must be in \[0, 1\]"),
     (dict(weighting="heavy"), "weighting must be one of balanced, reference"),
+    (dict(precision="fp8"), "precision must be one of auto, fp32, bf16"),
     (dict(patch_size=(0, 32, 32)), "patch_size must be 2 or 3 sizes"),
     (dict(model_voxel_size=(1.0, 0.0, 1.0)), "model_voxel_size must be 3 sizes above 0"),
     (dict(structures=("nucleus",)), "structures must be two names"),

@@ -23,7 +23,7 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
-from ..defaults import DEFAULT_DEVICE, EMBED_MARGIN
+from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, EMBED_MARGIN, PRECISIONS
 from ..errors import InputError
 
 __all__ = ["TrainConfig"]
@@ -80,9 +80,8 @@ class TrainConfig:
         Makes runs repeatable.
     device : str
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-    precision : str
-        Passed to :func:`cellpol_core.detection.network.autocast_context`
-        (``"auto"``, ``"fp32"``...).
+    precision : {"auto", "fp32", "bf16"}
+        Passed to :func:`cellpol_core.detection.network.autocast_context`.
     num_threads : int or None
         CPU threads for torch; default torch's own choice.
 
@@ -111,7 +110,7 @@ class TrainConfig:
     delta: float = EMBED_MARGIN
     seed: int = 0
     device: str = DEFAULT_DEVICE
-    precision: str = "auto"
+    precision: str = DEFAULT_PRECISION
     num_threads: Optional[int] = None
 
     def __post_init__(self):
@@ -142,6 +141,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value <= 1:
                 raise InputError(f"{name} must be in [0, 1], got {value!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {self.precision!r}")
         if self.weighting not in WEIGHTINGS:
             raise InputError(f"weighting must be one of {', '.join(WEIGHTINGS)}, "
                              f"got {self.weighting!r}")
