@@ -248,6 +248,10 @@ class EvalResult:
         Images pooled into this result.
     gt_excluded, pred_excluded : int
         Vectors left out by the border exclusion.
+    region : ((z0, y0, x0), (z1, y1, x1)) or None
+        The region the evaluation was restricted to (voxels, inclusive), if any.
+    gt_outside, pred_outside : int
+        Vectors left out because an endpoint lies outside ``region``.
     """
 
     levels: list
@@ -256,6 +260,9 @@ class EvalResult:
     n_images: int = 1
     gt_excluded: int = 0
     pred_excluded: int = 0
+    region: Optional[tuple] = None
+    gt_outside: int = 0
+    pred_outside: int = 0
 
     @property
     def g(self) -> int:
@@ -289,6 +296,47 @@ def _keep_mask(table, shape, border_um, vs):
         return np.ones(n, dtype=bool)
     d = np.minimum(_edge_distance(table.start, shape, vs), _edge_distance(table.end, shape, vs))
     return d >= border_um
+
+
+def _inside(table, region):
+    """Vectors whose start and end lie in ``region`` ((z0, y0, x0), (z1, y1, x1)) voxels."""
+    low, high = (np.asarray(c, dtype=np.float64) for c in region)
+    return np.all((table.start >= low) & (table.start <= high)
+                  & (table.end >= low) & (table.end <= high), axis=1)
+
+
+def annotated_region(table, *, margin_um=0.0, voxel_size=None, shape=None):
+    """The bounding box of a table's start and end points, grown by ``margin_um``.
+
+    For partial annotations: predictions far from every annotated cell are
+    then not counted as false positives (see ``region`` of :func:`evaluate_vectors`).
+
+    Parameters
+    ----------
+    table : VectorTable
+        Non-empty; (z, y, x) voxels.
+    margin_um : float
+        Added on every side (µm; voxels without a voxel size).
+    voxel_size : tuple of 3 floats, optional
+    shape : tuple of int, optional
+        Spatial shape (Z, Y, X) or (Y, X): the box is clipped to the image.
+
+    Returns
+    -------
+    ((z0, y0, x0), (z1, y1, x1)) : tuple of float tuples
+        Inclusive corners in voxels.
+    """
+    if len(table) == 0:
+        raise ValueError("annotated_region needs at least one vector")
+    points = np.concatenate([table.start, table.end])
+    vs = np.ones(3) if voxel_size is None else np.asarray(voxel_size, dtype=np.float64)
+    grow = float(margin_um) / vs
+    low, high = points.min(axis=0) - grow, points.max(axis=0) + grow
+    if shape is not None:
+        full = (1,) * (3 - len(shape)) + tuple(int(n) for n in shape)
+        low = np.maximum(low, 0.0)
+        high = np.minimum(high, np.asarray(full, dtype=np.float64) - 1)
+    return tuple(float(v) for v in low), tuple(float(v) for v in high)
 
 
 def _cosine(a, b):
@@ -365,7 +413,7 @@ def _gated_assignment(gs, ge, ps, pe, tau_s, tau_e):
 
 
 def evaluate_vectors(gt, pred, *, voxel_size=None, shape=None, border_um=7.0,
-                     levels="nucleus-golgi", major_axes=None) -> EvalResult:
+                     levels="nucleus-golgi", major_axes=None, region=None) -> EvalResult:
     """Evaluate predicted vectors against ground truth for one image.
 
     Parameters
@@ -389,6 +437,11 @@ def evaluate_vectors(gt, pred, *, voxel_size=None, shape=None, border_um=7.0,
         Threshold preset, ``"nucleus-golgi"`` or ``"cytoplasm-nucleus"``.
     major_axes : (float, float), optional
         Custom major axes (A, B), overriding ``levels``.
+    region : ((z0, y0, x0), (z1, y1, x1)), optional
+        Evaluate inside this box only (voxels, inclusive; 2D tables have z 0):
+        GT and predicted vectors with an endpoint outside it are left out
+        (counted in ``gt_outside`` / ``pred_outside``). For ground truth that
+        covers part of the image (see :func:`annotated_region`).
 
     Returns
     -------
@@ -401,6 +454,11 @@ def evaluate_vectors(gt, pred, *, voxel_size=None, shape=None, border_um=7.0,
         raise ValueError(f"voxel_size must be (z, y, x), got {voxel_size!r}")
     gt_keep = _keep_mask(gt, shape, border_um, vs)
     pred_keep = _keep_mask(pred, shape, border_um, vs)
+    gt_out = pred_out = 0
+    if region is not None:
+        gt_in, pred_in = _inside(gt, region), _inside(pred, region)
+        gt_out, pred_out = int((gt_keep & ~gt_in).sum()), int((pred_keep & ~pred_in).sum())
+        gt_keep, pred_keep = gt_keep & gt_in, pred_keep & pred_in
     gi = np.flatnonzero(gt_keep)
     pi = np.flatnonzero(pred_keep)
     gs, ge = gt.start[gi] * vs, gt.end[gi] * vs
@@ -428,7 +486,11 @@ def evaluate_vectors(gt, pred, *, voxel_size=None, shape=None, border_um=7.0,
                                cs[tp], err[tp], m_ds[tp], m_de[tp]))
     matching = Matching(gi[rows], pi[cols], m_ds, m_de, gated, gt_keep, pred_keep, tp_level)
     return EvalResult(out, unit="px" if voxel_size is None else "um", matching=matching,
-                      gt_excluded=int((~gt_keep).sum()), pred_excluded=int((~pred_keep).sum()))
+                      gt_excluded=int((~gt_keep).sum()) - gt_out,
+                      pred_excluded=int((~pred_keep).sum()) - pred_out,
+                      region=None if region is None else tuple(tuple(map(float, c))
+                                                               for c in region),
+                      gt_outside=gt_out, pred_outside=pred_out)
 
 
 def pool_results(results: Sequence[EvalResult]) -> EvalResult:
@@ -462,7 +524,9 @@ def pool_results(results: Sequence[EvalResult]) -> EvalResult:
     return EvalResult(pooled, unit=first.unit, matching=None,
                       n_images=sum(r.n_images for r in results),
                       gt_excluded=sum(r.gt_excluded for r in results),
-                      pred_excluded=sum(r.pred_excluded for r in results))
+                      pred_excluded=sum(r.pred_excluded for r in results),
+                      gt_outside=sum(r.gt_outside for r in results),
+                      pred_outside=sum(r.pred_outside for r in results))
 
 
 def _csv_value(v) -> str:
