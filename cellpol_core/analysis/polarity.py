@@ -82,6 +82,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import InputError
+from .choices import CIRCULAR_METHODS, COVARIATE_KINDS
 from ..io.vectors import VectorTable, vector_geometry
 
 PLANES = ("xy", "yz", "xz")
@@ -799,7 +800,7 @@ def circular_circular_correlation(angles_deg, other_deg, *, method="js", axial=F
     a, b = _pairs(angles_deg, other_deg, axial)
     b = np.radians(b)
     n = len(a)
-    if method not in ("js", "fisher-lee"):
+    if method not in CIRCULAR_METHODS:
         raise InputError(f"unknown circular correlation {method!r}; choose js or fisher-lee")
     if n < 3:
         return Correlation(method, n, math.nan, math.nan, math.nan)
@@ -909,8 +910,6 @@ the reference (0 = the reference), empty without one. ``mean_ci_*`` bracket
 ``mean_azimuth_deg`` at the analysis' confidence level (95 % by default),
 ``mean_ci50_*``, ``mean_ci90_*`` and ``mean_ci95_*`` at 50, 90 and 95 %.
 """
-
-COVARIATE_KINDS = ("linear", "circular")
 
 
 def summarise(data: PolarityData, *, plane="xy", n_bootstrap=1000, confidence=0.95,
