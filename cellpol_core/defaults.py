@@ -20,8 +20,8 @@ EMBED_MARGIN = 2.0
 
 #: Border exclusion of the evaluation, µm (docs/method.md §6).
 BORDER_UM = 7.0
-#: Evaluation level whose vector F1 threshold tuning maximises.
-TUNE_LEVEL = 5
+#: Evaluation level whose vector F1 is reported (self-test, app) and maximised by tuning.
+EVAL_LEVEL = 5
 
 #: Smallest start and end components of the Otsu baseline, µm³ (µm² in 2D).
 OTSU_MIN_SIZE_UM = (20.0, 2.0)
@@ -35,4 +35,4 @@ PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_PRECISION = "auto"
 
 __all__ = ["PAIR_DISTANCE_UM", "PAIR_DISTANCE_2D_PX", "PEAK_TAU", "PEAK_D_MIN_UM", "EMBED_MARGIN",
-           "BORDER_UM", "TUNE_LEVEL", "OTSU_MIN_SIZE_UM", "DEVICES", "DEFAULT_DEVICE"]
+           "BORDER_UM", "EVAL_LEVEL", "OTSU_MIN_SIZE_UM", "DEVICES", "DEFAULT_DEVICE"]

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Optional
 
 from . import __version__
+from .defaults import DEVICES, EVAL_LEVEL
 
-DEFAULT_LEVEL = 5
+DEFAULT_LEVEL = EVAL_LEVEL
 MIN_F1 = 0.40
 MIN_VECTORS = 20
 
@@ -211,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "image, evaluate it against its ground truth. Exit code 0 when it works.")
     p.add_argument("--model", default="demo", help="model folder or bundled model name "
                                                    "(default: %(default)s)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+    p.add_argument("--device", choices=DEVICES, default=None,
                    help="where to predict (default: auto, CUDA when present)")
     p.add_argument("--min-f1", type=float, default=MIN_F1,
                    help=f"lowest F1 at level {DEFAULT_LEVEL} that passes (default: %(default)s)")

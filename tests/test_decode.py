@@ -1,4 +1,4 @@
-"""Decoding heatmaps and embedding maps into vectors (METHOD §5)."""
+"""Decoding heatmaps and embedding maps into vectors (docs/method.md §5)."""
 
 from dataclasses import replace
 

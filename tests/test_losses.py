@@ -8,7 +8,7 @@ from cellpol_core.detection.losses import CellPolLoss, pull_push_loss, weighted_
 # ----------------------------------------------------------------------------- reference
 
 def loop_pull_push(es, ee, is_, ie, delta=2.0):
-    """Straight from METHOD.md §3, one sample and one pair at a time."""
+    """Straight from docs/method.md §3.4, one sample and one pair at a time."""
     pulls, pushes = [], []
     for b in range(es.shape[0]):
         s_emb, e_emb = es[b].reshape(-1), ee[b].reshape(-1)

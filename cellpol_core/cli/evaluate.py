@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..defaults import BORDER_UM
 from ..errors import InputError
 from ..io.paths import expand_inputs, image_stem, vectors_stem
 from .common import voxel_size_from_args
@@ -44,9 +45,10 @@ def register(sub):
                        help="image size in voxels as X Y Z (2D: X Y), for the border exclusion")
     p.add_argument("--axes", metavar="STR",
                    help="axes letters of the --image array, e.g. YXZC, overriding the heuristic")
-    p.add_argument("--border-um", type=float, default=7.0, metavar="UM",
+    p.add_argument("--border-um", type=float, default=BORDER_UM, metavar="UM",
                    help="exclude vectors with an endpoint closer than this to the x/y edge "
-                        "(µm; pixels without voxel size; needs --image or --shape; default 7)")
+                        "(µm; pixels without voxel size; needs --image or --shape; "
+                        f"default {BORDER_UM:g})")
     lv = p.add_mutually_exclusive_group()
     lv.add_argument("--levels", choices=["nucleus-golgi", "cytoplasm-nucleus"],
                     default="nucleus-golgi",

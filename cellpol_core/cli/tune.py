@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..defaults import BORDER_UM, DEFAULT_DEVICE, DEVICES, TUNE_LEVEL
+from ..defaults import BORDER_UM, DEFAULT_DEVICE, DEVICES, EVAL_LEVEL
 from ..jobs import run_job
 from ..io.paths import expand_inputs
 from .common import ProgressBar, add_image_flags, voxel_size_from_args
@@ -14,12 +14,12 @@ def register(sub):
     p = sub.add_parser(
         "tune", help="tune a model's thresholds on annotated images",
         description="Grid-search the heatmap thresholds, peak distances and pair distance that "
-                    "maximise the vector F1 at evaluation level 5; writes thresholds.json and "
-                    "metrics.json into the model folder.")
+                    f"maximise the vector F1 at evaluation level {EVAL_LEVEL}; writes "
+                    "thresholds.json and metrics.json into the model folder.")
     p.add_argument("model", metavar="MODEL_DIR", help="model folder or bundled model name")
     add_pairs_flags(p, what="validation")
-    p.add_argument("--level", type=int, default=TUNE_LEVEL,
-                   help=f"evaluation level to optimise (default {TUNE_LEVEL})")
+    p.add_argument("--level", type=int, default=EVAL_LEVEL,
+                   help=f"evaluation level to optimise (default {EVAL_LEVEL})")
     p.add_argument("--border-um", type=float, default=BORDER_UM, metavar="UM",
                    help=f"evaluation border exclusion in µm (default {BORDER_UM:g})")
     p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)

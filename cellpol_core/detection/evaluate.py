@@ -1,6 +1,6 @@
 """The paper's evaluation: match predicted vectors to ground truth at 14 levels.
 
-For one image (METHOD.md §6):
+For one image (docs/method.md §6):
 
 1. Optionally exclude ground-truth and predicted vectors having an endpoint
    (start or end point) near the x/y image border.
@@ -59,6 +59,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..defaults import BORDER_UM
 from ..io.atomic import write_text_atomic
 
 N_LEVELS = 14
@@ -412,7 +413,7 @@ def _gated_assignment(gs, ge, ps, pe, tau_s, tau_e):
     return rows, cols, m_ds, m_de, gated
 
 
-def evaluate_vectors(gt, pred, *, voxel_size=None, shape=None, border_um=7.0,
+def evaluate_vectors(gt, pred, *, voxel_size=None, shape=None, border_um=BORDER_UM,
                      levels="nucleus-golgi", major_axes=None, region=None) -> EvalResult:
     """Evaluate predicted vectors against ground truth for one image.
 

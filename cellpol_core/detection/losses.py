@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..defaults import EMBED_MARGIN
+
 __all__ = ["weighted_mse", "pull_push_loss", "CellPolLoss"]
 
 
@@ -57,7 +59,8 @@ def _flat(embed: torch.Tensor, ids: torch.Tensor, name: str):
 
 
 def pull_push_loss(embed_start: torch.Tensor, embed_end: torch.Tensor,
-                   ids_start: torch.Tensor, ids_end: torch.Tensor, *, delta: float = 2.0):
+                   ids_start: torch.Tensor, ids_end: torch.Tensor, *,
+                   delta: float = EMBED_MARGIN):
     """Pull and push losses of the pairing embeddings.
 
     Parameters
@@ -145,7 +148,7 @@ class CellPolLoss(nn.Module):
         Push margin Δ.
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, delta: float = 2.0):
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, delta: float = EMBED_MARGIN):
         super().__init__()
         self.alpha = float(alpha)
         self.beta = float(beta)

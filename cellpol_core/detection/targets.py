@@ -1,7 +1,7 @@
 """Training targets: centroid heatmaps, pair-id maps and heatmap loss weights.
 
-Definitions (METHOD.md §3, with the choices the paper leaves open)
-------------------------------------------------------------------
+Definitions (docs/method.md §3, with the choices the paper leaves open)
+-----------------------------------------------------------------------
 Radius
     Each structure has a radius ``r = ½·(major + minor)/2`` of its typical
     size (:class:`PairPreset`): about 6.1 µm for nuclei and 3.2 µm for Golgi.
@@ -43,6 +43,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..defaults import PAIR_DISTANCE_2D_PX, PAIR_DISTANCE_UM
 from ..io.vectors import VectorTable
 
 SIGMA_PER_RADIUS = 0.5
@@ -80,7 +81,7 @@ class PairPreset:
     major: tuple
     minor: tuple
     units: str = "um"
-    d_max: float = 14.0
+    d_max: float = PAIR_DISTANCE_UM
 
     def __post_init__(self):
         if self.units not in ("um", "px"):
@@ -95,10 +96,10 @@ class PairPreset:
 PRESETS = {
     "nucleus-golgi": PairPreset(
         "nucleus-golgi", ("nucleus", "golgi"),
-        major=(15.86, 7.91), minor=(8.50, 4.85), units="um", d_max=14.0),
+        major=(15.86, 7.91), minor=(8.50, 4.85), units="um", d_max=PAIR_DISTANCE_UM),
     "cytoplasm-nucleus": PairPreset(
         "cytoplasm-nucleus", ("cytoplasm", "nucleus"),
-        major=(95.87, 16.87), minor=(64.83, 12.69), units="px", d_max=40.0),
+        major=(95.87, 16.87), minor=(64.83, 12.69), units="px", d_max=PAIR_DISTANCE_2D_PX),
 }
 
 

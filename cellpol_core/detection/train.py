@@ -487,13 +487,11 @@ class _ModelTrainer(Trainer):
                                           rng=np.random.default_rng(rng_seed + 1))
 
     def _batch(self, patches, tables):
-        import torch
+        from .network import to_device_input
 
         x, batch = make_batch(patches, tables, voxel_size=self.voxel_size, radii=self.radii,
                               weighting=self.config.weighting)
-        x = x.to(self.dev)
-        if self.dims == 3 and self.dev.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = to_device_input(x, self.dev, self.dims)
         return x, {k: v.to(self.dev) for k, v in batch.items()}
 
     def _loss(self, x, batch):

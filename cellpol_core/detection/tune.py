@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..defaults import BORDER_UM, DEFAULT_DEVICE, DEFAULT_PRECISION, TUNE_LEVEL
+from ..defaults import BORDER_UM, DEFAULT_DEVICE, DEFAULT_PRECISION, EVAL_LEVEL
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from .model import (METRICS_FILE, Thresholds, load_model, write_json, write_thresholds)
@@ -83,7 +83,7 @@ def _score(caches, thr, names, *, level, levels, border_um):
 
 
 def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=None,
-         voxel_size=None, level=TUNE_LEVEL, levels=None, border_um=BORDER_UM, rounds=2,
+         voxel_size=None, level=EVAL_LEVEL, levels=None, border_um=BORDER_UM, rounds=2,
          device=DEFAULT_DEVICE, thresholds: Optional[Thresholds] = None, write=True,
          precision=DEFAULT_PRECISION, cancel: Optional[CancelToken] = None):
     """Choose decoding thresholds on validation images; write ``thresholds.json``.

@@ -1,4 +1,4 @@
-"""Synthetic training data with a Vox2Vox (3D Pix2Pix) GAN, METHOD.md §4.
+"""Synthetic training data with a Vox2Vox (3D Pix2Pix) GAN (docs/method.md §4).
 
 Networks
 --------
@@ -456,7 +456,7 @@ class _GanTrainer(Trainer):
         self.disc.train()
 
     def step(self, rng) -> dict:
-        from ..detection.network import autocast_context
+        from ..detection.network import autocast_context, to_device_input
         from ..detection.train import augment
 
         masks, reals = [], []
@@ -467,8 +467,8 @@ class _GanTrainer(Trainer):
             m, r = _split(pa)
             masks.append(m)
             reals.append(r)
-        mask = torch.from_numpy(np.stack(masks)).to(self.dev)
-        real = torch.from_numpy(np.stack(reals)).to(self.dev)
+        mask = to_device_input(np.stack(masks), self.dev)
+        real = torch.from_numpy(np.stack(reals)).to(self.dev)  # a loss target, not an input
         bce = self.bce
         with autocast_context(self.dev, self.precision):
             fake = self.gen(mask)
@@ -524,10 +524,10 @@ class _GanTrainer(Trainer):
 
 def _run_generator(gen, mask, dev) -> np.ndarray:
     """Generator output for one (2, ...) 0/1 mask whose sizes fit the network."""
-    from ..detection.network import autocast_context
+    from ..detection.network import autocast_context, to_device_input
 
     with torch.inference_mode(), autocast_context(dev):
-        out = gen(torch.from_numpy(mask.astype(np.float32))[None].to(dev))
+        out = gen(to_device_input(mask.astype(np.float32)[None], dev))
     return out[0].float().cpu().numpy()
 
 

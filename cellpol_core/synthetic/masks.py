@@ -3,7 +3,7 @@
 Mask dictionary
 ---------------
 Training needs only centroid annotations, so object masks are made from them
-(METHOD.md §4): around each annotated centroid a box is cut (16×16×9 µm x×y×z
+(docs/method.md §4): around each annotated centroid a box is cut (16×16×9 µm x×y×z
 around start structures, 8×8×5 µm around end structures by default), the box
 is thresholded with its own Otsu threshold, and the connected component at the
 centroid is kept (the component nearest to the centroid, in µm, when the
@@ -36,6 +36,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from ..defaults import PAIR_DISTANCE_UM
 from ..io.atomic import atomic_path
 from ..errors import InputError
 from ..io.vectors import VectorTable
@@ -53,7 +54,7 @@ __all__ = [
     "sample_layout",
 ]
 
-#: Box sizes (z, y, x) µm around start and end centroids (METHOD.md §4).
+#: Box sizes (z, y, x) µm around start and end centroids (docs/method.md §4).
 DEFAULT_BOX_UM = ((9.0, 16.0, 16.0), (5.0, 8.0, 8.0))
 DICTIONARY_SCHEMA = 1
 
@@ -387,7 +388,7 @@ def _random_transform(obj: ObjectMask, rng, square_xy: bool) -> ObjectMask:
 
 
 def sample_layout(dictionary: MaskDictionary, *, shape, voxel_size=None, n_pairs=(11, 18),
-                  max_pair_um=14.0, min_sep_um=6.0, mean_direction: Optional[float] = None,
+                  max_pair_um=PAIR_DISTANCE_UM, min_sep_um=6.0, mean_direction: Optional[float] = None,
                   concentration=0.0, elevation_sd_deg=10.0, max_tries=500,
                   seed=0) -> SyntheticLayout:
     """Draw random centroid pairs and paste dictionary masks at them.

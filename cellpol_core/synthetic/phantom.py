@@ -38,6 +38,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from ..defaults import PAIR_DISTANCE_2D_PX, PAIR_DISTANCE_UM
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from ..io.vectors import VectorTable, write_vectors
@@ -50,10 +51,10 @@ STRUCTURES_2D = ("cytoplasm", "nucleus")
 RGB_CHANNELS = ("red", "green", "blue")
 
 #: Longest allowed start-end centroid distance: µm in 3D, pixels in 2D.
-MAX_PAIR_DISTANCE_3D = 14.0
-MAX_PAIR_DISTANCE_2D = 40.0
+MAX_PAIR_DISTANCE_3D = PAIR_DISTANCE_UM
+MAX_PAIR_DISTANCE_2D = PAIR_DISTANCE_2D_PX
 
-# Object sizes (mean, SD, clip low, clip high) from METHOD.md §1; µm in 3D, px in 2D.
+# Object sizes (mean, SD, clip low, clip high) from docs/method.md §1; µm in 3D, px in 2D.
 _NUC_MAJOR = (15.86, 6.55, 8.0, 24.0)
 _NUC_MINOR = (8.50, 3.46, 5.0, 14.0)
 _GOLGI_MAJOR = (7.91, 3.58, 3.5, 14.0)

@@ -4,7 +4,7 @@ The synthetic folder is what :func:`cellpol_core.synthetic.gan.generate` (``cell
 generate``) writes: ``synthetic_NNNN.ome.tif`` images with their
 ``synthetic_NNNN_vectors.csv``. A model is trained on it first (into
 ``<model dir>_synthetic``), and that model is then fine-tuned on the real
-annotated images (METHOD.md §4). ``cellpol train --synthetic`` and the
+annotated images (docs/method.md §4). ``cellpol train --synthetic`` and the
 desktop app's Synthetic data panel share these helpers.
 
 Both phases share one :class:`~cellpol_core.detection.config.TrainConfig`

@@ -201,12 +201,12 @@ def _render_preview(gen, dev, source) -> dict:
     """Run ``gen`` (eval mode) on a :func:`_preview_source`; the :func:`gan_preview` dict."""
     import torch
 
-    from ..detection.network import autocast_context
+    from ..detection.network import autocast_context, to_device_input
     from .gan import ssim
 
     msk, real = source["mask"], source["real"]
     with torch.inference_mode(), autocast_context(dev):
-        fake = gen(torch.from_numpy(msk)[None].to(dev))[0].float().cpu().numpy()
+        fake = gen(to_device_input(msk[None], dev))[0].float().cpu().numpy()
     try:
         score = ssim(real, fake)
     except ValueError:  # a patch too small for the SSIM window
