@@ -21,8 +21,8 @@ that their union equals a single-process prediction:
   single-process tile order, and keeps each vector found in the interior of
   the tile (hence the block core) that owns it. The result equals the
   single-process prediction apart from float noise.
-* **empty blocks** are skipped: when the start channel of a block, read at
-  low resolution (a pyramid level of an OME-Zarr image, else every 4th voxel
+* **empty blocks** are skipped: when the start channel over a block's read
+  region (core and halo), read at low resolution (a pyramid level of an OME-Zarr image, else every 4th voxel
   in y and x), stays below ``empty_below`` of the normalisation range, its
   tiles are not run.
 
@@ -42,6 +42,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from ..io.vectors import VectorTable
@@ -74,9 +75,28 @@ def peak_rss_bytes() -> int:
 _CACHE_LOCK = threading.Lock()
 _MODELS: dict = {}
 _IMAGES: dict = {}
+# Set by a cluster's worker plugin; applied when the first model is loaded, so
+# that a worker imports torch only when it has work.
+_WORKER_SETTINGS: dict = {}
 
 
-def cached_model(ref, device="auto"):
+def configure_worker(*, torch_threads=None, gpu_index=None):
+    """Torch threads and GPU of this worker process, applied before its first model loads."""
+    _WORKER_SETTINGS.update(torch_threads=torch_threads, gpu_index=gpu_index)
+
+
+def _apply_worker_settings():
+    import torch
+
+    threads = _WORKER_SETTINGS.get("torch_threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    gpu = _WORKER_SETTINGS.get("gpu_index")
+    if gpu is not None and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        torch.cuda.set_device(int(gpu) % torch.cuda.device_count())
+
+
+def cached_model(ref, device=DEFAULT_DEVICE):
     """The model ``ref`` (a folder or bundled name), loaded once per process and device.
 
     A :class:`~cellpol_core.detection.model.LoadedModel` is returned as is.
@@ -89,6 +109,8 @@ def cached_model(ref, device="auto"):
     key = (str(ref), str(device))
     with _CACHE_LOCK:
         if key not in _MODELS:
+            if _WORKER_SETTINGS:
+                _apply_worker_settings()
             _MODELS[key] = load_model(ref, device=select_device(device))
         return _MODELS[key]
 
@@ -163,6 +185,7 @@ class BlockTask:
     names: tuple
     batch_size: int = 1
     empty_below: Optional[float] = EMPTY_BELOW
+    precision: str = DEFAULT_PRECISION
 
 
 @dataclass
@@ -205,7 +228,7 @@ def _block_size(image, block) -> tuple:
 
 
 def plan_volume(image, model, *, block=None, channels=None, tile=None, overlap=None,
-                thresholds=None) -> VolumePlan:
+                thresholds=None, force=False) -> VolumePlan:
     """Plan the tiles of ``image`` as a single-process run does, and group them in blocks.
 
     Parameters
@@ -223,7 +246,8 @@ def plan_volume(image, model, *, block=None, channels=None, tile=None, overlap=N
     """
     from .infer import _plan
 
-    plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=Timings())
+    plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=Timings(),
+                 force=force)
     limits = np.asarray(plan.reader.limits, np.float32)  # once, over the whole volume
     size = np.asarray(_block_size(image, block))
     src_shape = np.asarray(image.spatial_shape)
@@ -251,8 +275,8 @@ def plan_volume(image, model, *, block=None, channels=None, tile=None, overlap=N
                       tuple(model.config.structures))
 
 
-def block_tasks(vplan: VolumePlan, *, image, model, device="auto", batch_size=1,
-                empty_below=EMPTY_BELOW) -> list:
+def block_tasks(vplan: VolumePlan, *, image, model, device=DEFAULT_DEVICE, batch_size=1,
+                empty_below=EMPTY_BELOW, precision=DEFAULT_PRECISION) -> list:
     """One :class:`BlockTask` per block; ``image`` and ``model`` as the workers will open them."""
     p = vplan.plan
     return [BlockTask(image=image, model=model, device=device, block=b, dims=p.dims,
@@ -260,7 +284,7 @@ def block_tasks(vplan: VolumePlan, *, image, model, device="auto", batch_size=1,
                       model_shape=tuple(p.model_shape), tile=tuple(p.tile),
                       origins=[tuple(p.origins[i]) for i in b.tiles], limits=vplan.limits,
                       thresholds=vplan.thresholds, names=vplan.names, batch_size=batch_size,
-                      empty_below=empty_below)
+                      empty_below=empty_below, precision=precision)
             for b in vplan.blocks]
 
 
@@ -312,7 +336,8 @@ def block_is_empty(image, task: BlockTask) -> bool:
         return False
     low, high = (float(v) for v in task.limits[0])
     level = low + float(task.empty_below) * (high - low)
-    return _lowres_max(image, task.channels[0], task.block.core) < level
+    # The whole read region: a tile owned by the block may find cells past its core.
+    return _lowres_max(image, task.channels[0], task.block.region) < level
 
 
 def run_block(task: BlockTask, *, image=None, model=None,
@@ -347,7 +372,7 @@ def run_block(task: BlockTask, *, image=None, model=None,
     timings = Timings()
     tables = []
     for item in _run_tiles(plan, model, batch_size=task.batch_size, device=None,
-                           timings=timings, cancel=cancel):
+                           timings=timings, cancel=cancel, precision=task.precision):
         if item[0] != "tile":
             continue
         _, k, maps = item
@@ -411,9 +436,9 @@ def run_inline(tasks, *, image=None, model=None, cancel=None):
 
 
 def predict_volume(image, model, *, block=None, channels=None, tile=None, overlap=None,
-                   batch_size=1, thresholds=None, device="auto", image_spec=None, model_ref=None,
+                   batch_size=1, thresholds=None, device=DEFAULT_DEVICE, image_spec=None, model_ref=None,
                    runner: Optional[Callable] = None, empty_below=EMPTY_BELOW,
-                   cancel: Optional[CancelToken] = None):
+                   precision=DEFAULT_PRECISION, force=False, cancel: Optional[CancelToken] = None):
     """Predict the vectors of one volume block by block.
 
     A generator job: yields :class:`~cellpol_core.jobs.ProgressEvent` (stage
@@ -443,6 +468,8 @@ def predict_volume(image, model, *, block=None, channels=None, tile=None, overla
     empty_below : float or None
         Skip blocks whose start channel stays below this fraction of the
         normalisation range at low resolution; None runs every block.
+    precision, force
+        As :func:`~cellpol_core.detection.infer.predict_image`.
     cancel : CancelToken, optional
         Checked between blocks.
 
@@ -452,14 +479,14 @@ def predict_volume(image, model, *, block=None, channels=None, tile=None, overla
         When a block fails on the cluster (after its retry).
     """
     vplan = plan_volume(image, model, block=block, channels=channels, tile=tile, overlap=overlap,
-                        thresholds=thresholds)
+                        thresholds=thresholds, force=force)
     if runner is None:
         tasks = block_tasks(vplan, image=None, model=None, device=device, batch_size=batch_size,
-                            empty_below=empty_below)
+                            empty_below=empty_below, precision=precision)
         results_iter = run_inline(tasks, image=image, model=model, cancel=cancel)
     else:
         tasks = block_tasks(vplan, image=image_spec, model=model_ref, device=device,
-                            batch_size=batch_size, empty_below=empty_below)
+                            batch_size=batch_size, empty_below=empty_below, precision=precision)
         results_iter = runner(tasks)
     n = len(tasks)
     name = Path(image.path).name if image.path is not None else "image"
@@ -481,8 +508,8 @@ def predict_volume(image, model, *, block=None, channels=None, tile=None, overla
 
 
 def rehearse_block(image, model, *, block=None, which=None, channels=None, tile=None, overlap=None,
-               batch_size=1, thresholds=None, device="auto", image_spec=None, model_ref=None,
-               runner: Optional[Callable] = None) -> dict:
+               batch_size=1, thresholds=None, device=DEFAULT_DEVICE, image_spec=None, model_ref=None,
+               runner: Optional[Callable] = None, precision=DEFAULT_PRECISION, force=False) -> dict:
     """Run one block as a rehearsal: its time, peak memory and vectors.
 
     Parameters
@@ -500,7 +527,7 @@ def rehearse_block(image, model, *, block=None, which=None, channels=None, tile=
         ``n_blocks`` and ``projected_seconds`` (blocks × seconds, one worker).
     """
     vplan = plan_volume(image, model, block=block, channels=channels, tile=tile, overlap=overlap,
-                        thresholds=thresholds)
+                        thresholds=thresholds, force=force)
     by_index = {b.index: b for b in vplan.blocks}
     if which is None:
         b = vplan.blocks[len(vplan.blocks) // 2]
@@ -510,11 +537,12 @@ def rehearse_block(image, model, *, block=None, which=None, channels=None, tile=
         raise InputError(f"no block {tuple(which)}; blocks: {sorted(by_index)[:3]}...")
     if runner is None:
         task, = block_tasks(replace(vplan, blocks=[b]), image=None, model=None, device=device,
-                            batch_size=batch_size, empty_below=None)
+                            batch_size=batch_size, empty_below=None, precision=precision)
         res = run_block(task, image=image, model=model)
     else:
         task, = block_tasks(replace(vplan, blocks=[b]), image=image_spec, model=model_ref,
-                            device=device, batch_size=batch_size, empty_below=None)
+                            device=device, batch_size=batch_size, empty_below=None,
+                            precision=precision)
         (_, res), = list(runner([task]))
         if isinstance(res, BaseException):
             raise RuntimeError(f"the test block failed: {type(res).__name__}: {res}") from res

@@ -31,6 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, OTSU_MIN_SIZE_UM
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from ..io.paths import image_stem, vectors_path_for
@@ -45,6 +46,10 @@ JOBQUEUE_KINDS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFClust
 #: Directives asking the job scheduler for N GPUs, for the ``gpus`` key of a jobqueue file.
 _GPU_DIRECTIVES = {"slurm": "--gres=gpu:{n}", "pbs": "-l ngpus={n}", "lsf": '-gpu "num={n}"'}
 _EXTRA_INSTALL = "pip install 'cellpol[cluster]'"
+# A task whose worker dies comes back to us at once (we retry it once), and a
+# worker only holds the task it runs, so that a crash takes no bystander with it.
+_SCHEDULER_CONFIG = {"distributed.scheduler.allowed-failures": 0,
+                     "distributed.scheduler.worker-saturation": 1.0}
 
 
 class BatchResult(list):
@@ -179,13 +184,11 @@ class _WorkerSetup:
         self.torch_threads = torch_threads
 
     def setup(self, worker):
-        import torch
+        from .blockwise import configure_worker
 
-        torch.set_num_threads(int(self.torch_threads or worker.state.nthreads or 1))
-        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
-            name = str(worker.name)
-            index = int(name) if name.isdigit() else hash(name)
-            torch.cuda.set_device(index % torch.cuda.device_count())
+        name = str(worker.name)
+        configure_worker(torch_threads=self.torch_threads or worker.state.nthreads or 1,
+                         gpu_index=int(name) if name.isdigit() else abs(hash(name)))
 
     def teardown(self, worker):
         pass
@@ -242,10 +245,11 @@ def open_client(spec: str, *, workers: Optional[int] = None, processes=True):
     if kind == "local":
         n = value or workers or default_local_workers()
         threads = max(1, (os.cpu_count() or 1) // n)
-        # A task on a worker that dies is given back to us at once; we retry it once.
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with dask.config.set(_SCHEDULER_CONFIG):
             cluster = distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None,
+                # no dashboard; the scheduler's status server on a free port, not 8787
+                scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
                 silence_logs=logging.ERROR)
         client = distributed.Client(cluster)
     elif kind == "address":
@@ -262,7 +266,7 @@ def open_client(spec: str, *, workers: Optional[int] = None, processes=True):
             raise InputError(f"--cluster {kind}: needs dask-jobqueue: {_EXTRA_INSTALL}") from None
         cls = getattr(dask_jobqueue, JOBQUEUE_KINDS[kind])
         try:
-            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            with dask.config.set(_SCHEDULER_CONFIG):
                 cluster = cls(dashboard_address=None, silence_logs="error", **opts)
         except (TypeError, ValueError) as exc:
             raise InputError(f"invalid {kind} job settings ({exc})", value) from None
@@ -366,7 +370,8 @@ def predict_file_task(spec: ImageSpec, opts: dict) -> dict:
             structures = tuple(opts["structures"] or model.config.structures)
             ch = resolve_channels(image, channels=opts["channels"], structures=structures)
             table = run_job(predict_image(image, model, channels=ch, tile=opts["tile"],
-                                          batch_size=opts["batch_size"], thresholds=thr))
+                                          batch_size=opts["batch_size"], thresholds=thr,
+                                          precision=opts["precision"], force=opts["force"]))
         return {"table": table, "voxel_size": image.voxel_size,
                 "seconds": time.perf_counter() - t0, "peak_rss": peak_rss_bytes()}
     except InputError as exc:
@@ -411,9 +416,10 @@ def _blockwise_paths(paths, *, block, axes, voxel_size) -> set:
 
 def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, channels=None,
                         structures=None, voxel_size=None, axes=None, d_max_um=None,
-                        min_size_um=(20.0, 2.0), device="auto", batch_size=1, tile=None,
+                        min_size_um=OTSU_MIN_SIZE_UM, device=DEFAULT_DEVICE, batch_size=1, tile=None,
                         skip_existing=False, client=None, block=None, test_block=False,
-                        empty_below=EMPTY_BELOW, cancel: Optional[CancelToken] = None):
+                        precision=DEFAULT_PRECISION, force=False, empty_below=EMPTY_BELOW,
+                        cancel: Optional[CancelToken] = None):
     """Predict many images (one task each) and large volumes (block by block).
 
     The engine of ``predict_files(..., client=...)``; same parameters, plus:
@@ -457,7 +463,8 @@ def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, c
         return (yield from _rehearse(paths[0], method=method, model_ref=model_ref, block=block,
                                      channels=channels, axes=axes, voxel_size=vs,
                                      d_max_um=d_max_um, device=device, batch_size=batch_size,
-                                     tile=tile, client=client, outdir=outdir))
+                                     tile=tile, client=client, outdir=outdir,
+                                     precision=precision, force=force))
     outdir.mkdir(parents=True, exist_ok=True)
     todo, written = [], []
     for p in paths:
@@ -478,7 +485,7 @@ def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, c
     yield ProgressEvent("predict", done, n, message=f"{len(todo)} image(s) to predict")
     opts = {"method": method, "model": model_ref, "device": device, "channels": channels,
             "structures": structures, "d_max_um": d_max_um, "min_size_um": tuple(min_size_um),
-            "tile": tile, "batch_size": batch_size}
+            "tile": tile, "batch_size": batch_size, "precision": precision, "force": force}
     if method == "otsu" and opts["d_max_um"] is None:
         from ..defaults import PAIR_DISTANCE_UM
 
@@ -500,15 +507,18 @@ def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, c
             write_vectors(out, res["table"], voxel_size=res["voxel_size"])
             written.append(out)
         done += 1
-        yield ProgressEvent("predict", done, n, message=f"{path.name}: "
-                            + ("failed" if failed and failed[-1][0] == path else
-                               f"{len(res['table'])} vectors"))
+        ok = not (failed and failed[-1][0] == path)
+        yield ProgressEvent("predict", done, n,
+                            message=f"{path.name}: " + (f"{len(res['table'])} vectors" if ok
+                                                        else "failed"),
+                            data={"seconds": res["seconds"]} if ok else {})
     for path in sorted(blockwise):
         try:
             table, image = yield from _predict_volume_file(
                 path, model_ref=model_ref, block=block, channels=channels, axes=axes,
                 voxel_size=vs, d_max_um=d_max_um, device=device, batch_size=batch_size,
-                tile=tile, client=client, empty_below=empty_below, cancel=cancel)
+                tile=tile, client=client, empty_below=empty_below, precision=precision,
+                force=force, cancel=cancel)
         except InputError as exc:
             failed.append((path, str(exc), True))
         except RuntimeError as exc:
@@ -546,19 +556,20 @@ def _volume_setup(path, *, model_ref, block, channels, axes, voxel_size, d_max_u
 
 
 def _predict_volume_file(path, *, model_ref, block, channels, axes, voxel_size, d_max_um, device,
-                         batch_size, tile, client, empty_below, cancel):
+                         batch_size, tile, client, empty_below, precision, force, cancel):
     image, loaded, thr, runner, spec, block = _volume_setup(
         path, model_ref=model_ref, block=block, channels=channels, axes=axes,
         voxel_size=voxel_size, d_max_um=d_max_um, device=device, client=client)
     table = yield from predict_volume(image, loaded, block=block, channels=channels, tile=tile,
                                       batch_size=batch_size, thresholds=thr, device=device,
                                       image_spec=spec, model_ref=model_ref, runner=runner,
-                                      empty_below=empty_below, cancel=cancel)
+                                      empty_below=empty_below, precision=precision, force=force,
+                                      cancel=cancel)
     return table, image
 
 
 def _rehearse(path, *, method, model_ref, block, channels, axes, voxel_size, d_max_um, device,
-              batch_size, tile, client, outdir):
+              batch_size, tile, client, outdir, precision, force):
     if method != "model":
         raise InputError("--test-block needs a model (--model)")
     image, loaded, thr, runner, spec, block = _volume_setup(
@@ -567,7 +578,8 @@ def _rehearse(path, *, method, model_ref, block, channels, axes, voxel_size, d_m
     yield ProgressEvent("test block", 0, 1, message=Path(path).name)
     report = rehearse_block(image, loaded, block=block, channels=channels, tile=tile,
                             batch_size=batch_size, thresholds=thr, device=device,
-                            image_spec=spec, model_ref=model_ref, runner=runner)
+                            image_spec=spec, model_ref=model_ref, runner=runner,
+                            precision=precision, force=force)
     report["path"] = str(path)
     yield ProgressEvent("test block", 1, 1, message=Path(path).name, data=report)
     return BatchResult([], outdir=outdir, report=report)
