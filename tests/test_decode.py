@@ -461,3 +461,60 @@ def test_joint_pairing_weight_trades_distance_for_embeddings():
     # The delta gate still applies.
     i, j = pair_by_embedding(start, [0.0, 10.0], end, [5.0, 5.0], voxel_size=(1, 1, 1), embed_weight=0.0)
     assert len(i) == 0
+
+
+# ----------------------------------------------------------------------------- one decode rule
+
+def _noisy_maps(seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (12, 40, 40)
+    hs = ndi.gaussian_filter(rng.random(shape), (1.0, 2.0, 2.0))
+    he = ndi.gaussian_filter(rng.random(shape), (1.0, 1.5, 1.5))
+    hs = (hs - hs.min()) / (hs.max() - hs.min())
+    he = (he - he.min()) / (he.max() - he.min())
+    es = ndi.gaussian_filter(rng.normal(size=shape), 2.0) * 20
+    ee = ndi.gaussian_filter(rng.normal(size=shape), 2.0) * 20
+    return hs, he, es, ee
+
+
+def test_peaks_found_at_a_low_tau_then_filtered_equal_peaks_found_at_tau():
+    from cellpol_core.detection.decode import Peaks
+
+    hs, _, es, _ = _noisy_maps()
+    low = Peaks.find(hs, es, tau=0.1, d_min_um=2.0, voxel_size=VS)
+    assert len(low.values) > 10
+    for tau in (0.6, 0.7, 0.8):
+        direct = Peaks.find(hs, es, tau=tau, d_min_um=2.0, voxel_size=VS)
+        filtered = low.above(tau)
+        assert 0 < len(direct.values) < len(low.values)
+        np.testing.assert_array_equal(filtered.points, direct.points)
+        np.testing.assert_array_equal(filtered.values, direct.values)
+        np.testing.assert_array_equal(filtered.embed, direct.embed)
+
+
+@pytest.mark.parametrize("embedding", [True, False])
+def test_tuning_decodes_with_the_prediction_rule(embedding):
+    from types import SimpleNamespace
+
+    from cellpol_core.detection.tune import TAU_GRID, _decode_cached, _ImageCache
+
+    hs, he, es, ee = _noisy_maps(1)
+    maps = {"heatmap_start": hs, "heatmap_end": he}
+    if embedding:
+        maps.update(embed_start=es, embed_end=ee)
+    cache = _ImageCache(SimpleNamespace(maps=maps, voxel_size=VS), None, hs.shape, min(TAU_GRID))
+    rules = [None, 0.0, 1.0] if embedding else [None]
+    n_vectors = []
+    for tau in ((0.3, 0.3), (0.5, 0.35), (0.6, 0.6)):
+        for w in rules:
+            thr = Thresholds(tau=tau, d_min_um=(2.5, 1.5), d_max_um=6.0, delta=3.0,
+                             embed_weight=w)
+            tuned = _decode_cached(cache, thr, ("nucleus", "golgi"))
+            predicted = decode_maps(hs, he, maps.get("embed_start"), maps.get("embed_end"),
+                                    voxel_size=VS, thresholds=thr)
+            n_vectors.append(len(predicted))
+            np.testing.assert_array_equal(tuned.start, predicted.start)
+            np.testing.assert_array_equal(tuned.end, predicted.end)
+            np.testing.assert_array_equal(tuned.score, predicted.score)
+            assert tuned.extra.keys() == predicted.extra.keys()
+    assert max(n_vectors) > 3

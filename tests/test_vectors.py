@@ -166,3 +166,54 @@ def test_convert_cli_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad.csv" in err and "Traceback" not in err
     assert main(["convert", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "o.csv")]) == 2
+
+
+# ----------------------------------------------------------------------------- scaled / shifted
+
+def _extra_table(ndim=3):
+    start = [[1.0, 2.0, 4.0], [0.0, 6.0, 8.0]] if ndim == 3 else [[0.0, 2.0, 4.0], [0.0, 6.0, 8.0]]
+    end = [[2.0, 3.0, 5.0], [1.0, 7.0, 9.0]] if ndim == 3 else [[0.0, 3.0, 5.0], [0.0, 7.0, 9.0]]
+    return VectorTable(start, end, [0.9, 0.4], names=("a", "b"), ndim=ndim,
+                       extra={"pair_id": np.array([7.0, 8.0])})
+
+
+def test_scaled_changes_the_voxel_grid_and_keeps_the_rest():
+    t = _extra_table()
+    # From voxel size (0.5, 1, 1) µm to (1, 2, 2) µm: coordinates halve.
+    s = t.scaled(np.array([0.5, 1.0, 1.0]) / np.array([1.0, 2.0, 2.0]))
+    np.testing.assert_allclose(s.start, [[0.5, 1.0, 2.0], [0.0, 3.0, 4.0]])
+    np.testing.assert_allclose(s.end, [[1.0, 1.5, 2.5], [0.5, 3.5, 4.5]])
+    # The physical vectors are unchanged.
+    np.testing.assert_allclose(s.geometry((1.0, 2.0, 2.0))["length_um"],
+                               t.geometry((0.5, 1.0, 1.0))["length_um"])
+    assert s.names == ("a", "b") and s.ndim == 3
+    np.testing.assert_array_equal(s.score, [0.9, 0.4])
+    np.testing.assert_array_equal(s.extra["pair_id"], [7.0, 8.0])
+    # (y, x) factors leave z alone; a scalar scales every axis.
+    np.testing.assert_allclose(t.scaled((2.0, 3.0)).start[0], [1.0, 4.0, 12.0])
+    np.testing.assert_allclose(t.scaled(2.0).start[0], [2.0, 4.0, 8.0])
+
+
+def test_shifted_moves_the_origin_and_copies():
+    t = _extra_table()
+    s = t.shifted((1, -2, 10))
+    np.testing.assert_allclose(s.start, t.start + [1, -2, 10])
+    np.testing.assert_allclose(s.end, t.end + [1, -2, 10])
+    np.testing.assert_array_equal(s.extra["pair_id"], [7.0, 8.0])
+    # A new table: changing it leaves the original alone.
+    s.extra["pair_id"][0] = -1
+    s.score[0] = -1
+    assert t.extra["pair_id"][0] == 7.0 and t.score[0] == 0.9
+    np.testing.assert_allclose(t.shifted((-2, 10)).start[0], [1.0, 0.0, 14.0])
+
+
+def test_shifting_a_2d_table_keeps_z_zero():
+    t = _extra_table(ndim=2)
+    s = t.shifted(5.0)
+    assert np.all(s.start[:, 0] == 0) and np.all(s.end[:, 0] == 0)
+    np.testing.assert_allclose(s.start[:, 1:], t.start[:, 1:] + 5.0)
+    np.testing.assert_allclose(t.shifted((3, 4)).end[:, 1:], t.end[:, 1:] + [3, 4])
+    with pytest.raises(ValueError, match="2D table"):
+        t.shifted((1, 0, 0))
+    with pytest.raises(ValueError):
+        t.scaled((1.0, 2.0, 3.0, 4.0))
