@@ -95,8 +95,7 @@ def prepare_image(image, vectors: VectorTable, *, channels, voxel_size, name="")
         data = resample_channels(data, shape)
         scale = np.ones(3)
         scale[-dims:] = coord_scale(image.spatial_shape, shape)
-        vectors = VectorTable(vectors.start * scale, vectors.end * scale, vectors.score,
-                              names=vectors.names, ndim=vectors.ndim)
+        vectors = vectors.scaled(scale)
     return TrainingImage(data, vectors, name)
 
 
@@ -110,8 +109,7 @@ def split_holdout(item: TrainingImage, *, fraction) -> tuple:
     in_train = item.vectors.start[:, 2] < cut
     train = TrainingImage(item.data[..., :cut], item.vectors.subset(in_train), item.name)
     val_vec = item.vectors.subset(~in_train)
-    val_vec = VectorTable(val_vec.start - [0, 0, cut], val_vec.end - [0, 0, cut], val_vec.score,
-                          names=val_vec.names, ndim=val_vec.ndim)
+    val_vec = val_vec.shifted((0, 0, -cut))
     val = TrainingImage(np.ascontiguousarray(item.data[..., cut:]), val_vec, item.name + " (held out)")
     return train, val
 
@@ -144,8 +142,7 @@ def crop_patch(item: TrainingImage, origin, patch_size, rng) -> tuple:
 def _shift(vectors: VectorTable, origin, dims) -> VectorTable:
     off = np.zeros(3)
     off[-dims:] = origin
-    return VectorTable(vectors.start - off, vectors.end - off, vectors.score, names=vectors.names,
-                       ndim=vectors.ndim)
+    return vectors.shifted(-off)
 
 
 class PatchSampler:
