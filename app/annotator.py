@@ -164,6 +164,10 @@ class AnnotatorWindow(ViewerWindow):
         self.analysis_panel = install_analysis_panel(self)  # View → Analysis, Jobs → statistics
         from .synthetic_panel import install_synthetic_panel
         self.synthetic_panel = install_synthetic_panel(self)  # View/Jobs → Synthetic data
+        from .contrast import install_contrast_panel
+        self.contrast_panel = install_contrast_panel(self)  # per-channel contrast, saved
+        self.ortho.annotate_requested.connect(self.set_annotate)  # the views' context menu
+        self.ortho.export_requested.connect(self.export_views_dialog)
         # The bar's Vectors box and the layer panel's are one setting.
         self.layer_panel.boxes["vectors"].toggled.connect(self.vectors_box.setChecked)
         self.vectors_box.toggled.connect(self.layer_panel.boxes["vectors"].setChecked)
@@ -312,6 +316,8 @@ class AnnotatorWindow(ViewerWindow):
             panel.boxes[layer].toggled.connect(
                 lambda on, name=layer: self.view3d.set_layer(name, visible=on))
         panel.score_slider.valueChanged.connect(lambda v: self.view3d.set_min_score(v / 100))
+        self.ortho.color_by_changed.connect(self.view3d.set_color_by)  # one arrow colouring
+        self.view3d.color_by_changed.connect(self.ortho.set_color_by)
         self.annotations.add_listener(self._pairs_to_3d)
 
     def _build_recent(self):
@@ -600,6 +606,8 @@ class AnnotatorWindow(ViewerWindow):
         self.annotations.replace_all(table)
         self.annotations.autosave_path = autosave
         self._annotations_changed()
+        from .contrast import show_image_contrast
+        show_image_contrast(self, loaded, entry)  # the entry's saved contrast, if any
 
     def _legend_html(self) -> str:
         # The base legend with the chosen colours in place of green and red.

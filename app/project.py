@@ -4,7 +4,8 @@ Layout::
 
     project/
         cellpol_project.json        the manifest (written atomically)
-        annotations/<stem>_vectors.csv
+        annotations/<stem>_annotations.csv   (older projects: whatever path the manifest names)
+        predictions/<stem>_predicted.csv   the app's predictions (older: <stem>_vectors.csv)
         predictions/...             prediction CSVs (any path inside or outside)
         models/...                  model folders
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
+import numpy as np
 from cellpol_core.io.atomic import write_text_atomic
 from cellpol_core.errors import InputError
 from cellpol_core.io.paths import image_stem
@@ -51,6 +53,10 @@ class ImageEntry:
         Annotation CSV, relative to the project folder.
     predictions : list of str
         Prediction CSVs, relative to the project folder.
+    display : list of dict or None
+        How each shown channel (start, end) is displayed: ``{"limits": [low,
+        high] or None (automatic), "gamma": float, "visible": bool}``; None
+        until the user changes it (projects written before had none).
     """
 
     path: str
@@ -59,6 +65,7 @@ class ImageEntry:
     voxel_size: Optional[tuple] = None
     annotations: Optional[str] = None
     predictions: list = field(default_factory=list)
+    display: Optional[list] = None
 
 
 @dataclass
@@ -75,6 +82,34 @@ def _relative(root: Path, path) -> str:
         path = Path.cwd() / path
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
     return PurePosixPath(*Path(rel).parts).as_posix()
+
+
+def _display_from_dict(display, where, path):
+    # Optional per-channel display settings (see ImageEntry.display).
+    if display is None:
+        return None
+    bad = InputError(f"{where}: display must be a list of {{limits, gamma, visible}} per "
+                     f"channel", path)
+    if not isinstance(display, list) or len(display) > 2:
+        raise bad
+    out = []
+    for c in display:
+        if not isinstance(c, dict):
+            raise bad
+        limits, gamma = c.get("limits"), c.get("gamma", 1.0)
+        try:
+            if limits is not None:
+                limits = [float(v) for v in limits]
+                if len(limits) != 2 or not limits[0] < limits[1] or \
+                        not np.all(np.isfinite(limits)):
+                    raise ValueError
+            gamma = float(gamma)
+            if not gamma > 0 or not np.isfinite(gamma):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise bad from None
+        out.append({"limits": limits, "gamma": gamma, "visible": bool(c.get("visible", True))})
+    return out
 
 
 class Project:
@@ -195,17 +230,23 @@ class Project:
             raise InputError(f"{where}: annotations must be a path", path)
         if not isinstance(preds, list) or not all(isinstance(p, str) for p in preds):
             raise InputError(f"{where}: predictions must be a list of paths", path)
-        return ImageEntry(d["path"], channels, colors, vs, ann, list(preds))
+        return ImageEntry(d["path"], channels, colors, vs, ann, list(preds),
+                          _display_from_dict(d.get("display"), where, path))
 
     def to_dict(self) -> dict:
         """The manifest as JSON-ready data."""
+        images = []
+        for e in self.images:
+            d = {"path": e.path, "channels": list(e.channels), "colors": list(e.colors),
+                 "voxel_size": None if e.voxel_size is None else list(e.voxel_size),
+                 "annotations": e.annotations, "predictions": list(e.predictions)}
+            if e.display is not None:
+                d["display"] = [dict(c) for c in e.display]
+            images.append(d)
         return {
             "format": FORMAT,
             "version": VERSION,
-            "images": [{"path": e.path, "channels": list(e.channels), "colors": list(e.colors),
-                        "voxel_size": None if e.voxel_size is None else list(e.voxel_size),
-                        "annotations": e.annotations, "predictions": list(e.predictions)}
-                       for e in self.images],
+            "images": images,
             "models": [{"name": m.name, "path": m.path} for m in self.models],
         }
 
@@ -255,7 +296,7 @@ class Project:
         """Where the annotations of ``entry`` are (or will be) saved."""
         if entry.annotations:
             return self.resolve(entry.annotations)
-        return self.root / "annotations" / f"{image_stem(entry.path)}_vectors.csv"
+        return self.root / "annotations" / f"{image_stem(entry.path)}_annotations.csv"
 
     def save_annotations(self, entry: ImageEntry, table):
         """Write ``table`` (a VectorTable) as the annotations of ``entry``, atomically.

@@ -19,24 +19,24 @@ import math
 from typing import Optional
 
 import numpy as np
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QGridLayout,
     QVBoxLayout,
     QWidget,
 )
 
 from . import _pyside_fix
+from .arrows import COLOR_BY, SOURCE_RGB, LegendWidget, arrow_colors
 
 _pyside_fix.apply()
 
 __all__ = ["View3D", "downsample_max", "SOURCE_RGBA", "hex_to_rgb"]
 
-#: Marker/arrow colours by source.
-SOURCE_RGBA = {"annotation": (1.0, 0.88, 0.16, 1.0), "prediction": (0.31, 0.78, 1.0, 1.0)}
+#: Marker/arrow colours by source (as in the slice views).
+SOURCE_RGBA = {k: tuple(c / 255.0 for c in rgb) + (1.0,) for k, rgb in SOURCE_RGB.items()}
 METHODS = ("mip", "translucent")
-COLOR_BY = ("source", "score", "angle")
 
 
 def hex_to_rgb(color) -> tuple:
@@ -82,13 +82,23 @@ def _colormap(rgb):
 class View3D(QWidget):
     """3D view: additive channel volumes, pair/vector markers and arrows, controls.
 
+    The channels' contrast, gamma, colour and visibility are set from outside
+    (:meth:`set_channel`; the window's Contrast panel drives them together with
+    the slice views).
+
     Parameters
     ----------
     max_texture : int
         Largest volume texture side; bigger volumes are max-pooled.
+
+    Signals
+    -------
+    color_by_changed(str)
+        Arrows are now coloured by ``"source"``, ``"score"`` or ``"angle"``.
     """
 
     max_texture = 256
+    color_by_changed = Signal(str)
 
     def __init__(self, parent=None, *, max_texture: Optional[int] = None):
         super().__init__(parent)
@@ -154,39 +164,14 @@ class View3D(QWidget):
         self.method_combo.currentIndexChanged.connect(lambda i: self.set_method(METHODS[i]))
         self.color_combo = QComboBox()
         self.color_combo.addItems(["by source", "by score", "by angle"])
-        self.color_combo.setToolTip("Colour of markers and arrows: source (yellow annotation, "
-                                    "blue prediction), score, or angle in XY")
+        self.color_combo.setToolTip("Colour of markers and arrows: source (white annotations, "
+                                    "blue predictions), score, or angle in XY")
         self.color_combo.currentIndexChanged.connect(lambda i: self.set_color_by(COLOR_BY[i]))
         bar.addWidget(self.method_combo, 0, 0)
-        bar.addWidget(self.color_combo, 0, 1)
-        self.gamma_spins = []
-        for k, name in enumerate(("start", "end")):
-            spin = QDoubleSpinBox()
-            spin.setRange(0.1, 5.0)
-            spin.setSingleStep(0.1)
-            spin.setValue(1.0)
-            spin.setPrefix(f"γ {name} ")
-            spin.setToolTip(f"Gamma of the {name} channel in 3D")
-            spin.valueChanged.connect(lambda v, k=k: self.set_gamma(k, v))
-            bar.addWidget(spin, 1, k)
-            self.gamma_spins.append(spin)
-        # Contrast limits (low, high) per channel, in image intensity units.
-        self.clim_spins = []
-        for k, name in enumerate(("start", "end")):
-            pair = []
-            for j, label in enumerate(("min", "max")):
-                spin = QDoubleSpinBox()
-                spin.setDecimals(1)
-                spin.setRange(0.0, 65535.0)
-                spin.setValue(0.0 if j == 0 else 65535.0)
-                spin.setPrefix(f"{name} {label} ")
-                spin.setToolTip(f"{label.capitalize()} contrast limit of the {name} channel "
-                                f"in 3D")
-                spin.setEnabled(False)  # until a volume is shown
-                spin.valueChanged.connect(lambda _v, k=k: self._clim_edited(k))
-                bar.addWidget(spin, 2 + j, k)
-                pair.append(spin)
-            self.clim_spins.append(pair)
+        bar.addWidget(self.color_combo, 1, 0)
+        self.legend = LegendWidget()
+        bar.addWidget(self.legend, 0, 1, 2, 1,
+                      Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         bar.setColumnStretch(2, 1)
         self.canvas.native.setToolTip("Drag: rotate · Shift+drag: pan · wheel: zoom")
         layout.addLayout(bar)
@@ -241,10 +226,6 @@ class View3D(QWidget):
                                                    (fz - 1) / 2 * vz))
             vol.visible = self.visible[k]
             self.volumes.append(vol)
-            self._show_clim(k, lo=min(float(data.min()), lo), hi=max(float(data.max()), hi))
-        for k in range(len(planes), len(self.clim_spins)):
-            for spin in self.clim_spins[k]:
-                spin.setEnabled(False)
         self._update_box()
         self.reset_camera()
         self._update_points()
@@ -298,7 +279,6 @@ class View3D(QWidget):
             lo, hi = (float(v) for v in clim)
             self.clims[index] = (lo, hi)
             vol.clim = (lo, hi if hi > lo else lo + 1)
-            self._show_clim(index)
         if gamma is not None:
             vol.gamma = float(gamma)
         if color is not None:
@@ -306,29 +286,8 @@ class View3D(QWidget):
             vol.cmap = _colormap(self.colors[index])
         self.canvas.update()
 
-    def _show_clim(self, index, *, lo=None, hi=None):
-        # Mirror self.clims in the spin boxes (lo/hi widen their range) without feedback.
-        if index >= len(self.clim_spins):
-            return
-        low, high = self.clims[index]
-        for spin, value in zip(self.clim_spins[index], (low, high)):
-            spin.blockSignals(True)
-            if lo is not None:
-                spin.setRange(min(lo, 0.0), max(hi, spin.minimum() + 1.0))
-            spin.setEnabled(True)
-            spin.setValue(value)
-            spin.blockSignals(False)
-
-    def _clim_edited(self, index):
-        low, high = (s.value() for s in self.clim_spins[index])
-        self.set_channel(index, clim=(low, high))
-
     def set_gamma(self, index: int, gamma: float):
         self.set_channel(index, gamma=gamma)
-        if self.gamma_spins[index].value() != gamma:
-            self.gamma_spins[index].blockSignals(True)
-            self.gamma_spins[index].setValue(gamma)
-            self.gamma_spins[index].blockSignals(False)
 
     def set_method(self, method: str):
         """``"mip"`` or ``"translucent"`` rendering of the volumes."""
@@ -369,11 +328,14 @@ class View3D(QWidget):
         """Colour markers and arrows ``"by source"``, ``"score"`` or ``"angle"``."""
         if mode not in COLOR_BY:
             raise ValueError(f"colour mode must be one of {COLOR_BY}, got {mode!r}")
+        changed = mode != self.color_by
         self.color_by = mode
         i = COLOR_BY.index(mode)
         if self.color_combo.currentIndex() != i:
             self.color_combo.setCurrentIndex(i)
         self._update_points()
+        if changed:
+            self.color_by_changed.emit(mode)
 
     def drawn(self):
         """(start, end, source, score) of the pairs and vectors drawn now."""
@@ -400,19 +362,8 @@ class View3D(QWidget):
         return np.concatenate(starts), np.concatenate(ends), sources, np.concatenate(scores)
 
     def _colors(self, start, end, sources, scores):
-        from vispy.color import get_colormap
-
-        n = len(sources)
-        if self.color_by == "source":
-            return np.array([SOURCE_RGBA[s] for s in sources], np.float32).reshape(n, 4)
-        if self.color_by == "score":
-            return np.asarray(get_colormap("viridis").map(np.clip(scores, 0, 1)),
-                              np.float32).reshape(n, 4)
-        # Angle in the XY plane (µm), as hue.
-        vs = np.asarray(self.voxel_size)
-        d = (end - start) * vs
-        hue = (np.degrees(np.arctan2(d[:, 1], d[:, 2])) % 360.0) / 360.0
-        return np.asarray(get_colormap("hsl").map(hue), np.float32).reshape(n, 4)
+        return arrow_colors(self.color_by, start, end, sources, scores,
+                            voxel_size=self.voxel_size)
 
     def _to_scene(self, points):
         # (z, y, x) voxels -> vispy (x, y, z) µm.
@@ -421,6 +372,8 @@ class View3D(QWidget):
     def _update_points(self):
         start, end, sources, scores = self.drawn()
         self.marker_sources = sources
+        entries = [s for s in ("annotation", "prediction") if s in sources]
+        self.legend.set_legend(self.color_by, entries or ("annotation", "prediction"))
         if len(start) == 0:
             self.marker_colors = np.zeros((0, 4), np.float32)
             self.markers.visible = False
@@ -456,10 +409,22 @@ class View3D(QWidget):
         """Save the 3D view as a PNG."""
         from PySide6.QtGui import QImage
 
+        from PySide6.QtCore import QRectF
+        from PySide6.QtGui import QPainter
+
+        from .arrows import legend_size, paint_legend
+
         rgba = np.ascontiguousarray(self.render())
         h, w = rgba.shape[:2]
-        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
-        return image.copy().save(str(path))
+        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        if self.marker_sources:  # the colour legend, top right
+            entries = [s for s in ("annotation", "prediction") if s in self.marker_sources]
+            size = legend_size(self.color_by, entries)
+            painter = QPainter(image)
+            paint_legend(painter, QRectF(w - size.width() - 6, 6, size.width(), size.height()),
+                         self.color_by, entries)
+            painter.end()
+        return image.save(str(path))
 
     def closeEvent(self, event):
         self.canvas.close()

@@ -69,7 +69,7 @@ def known_device_label() -> Optional[str]:
     return _device_label
 
 
-def composite_rgb(planes, limits, *, colors=None, weights=None) -> np.ndarray:
+def composite_rgb(planes, limits, *, colors=None, weights=None, gammas=None) -> np.ndarray:
     """Composite 1 or 2 channel planes into an RGB image.
 
     Parameters
@@ -83,6 +83,8 @@ def composite_rgb(planes, limits, *, colors=None, weights=None) -> np.ndarray:
         when None. Ignored for one channel.
     weights : sequence of float, optional
         Display weight of each channel (1 = full).
+    gammas : sequence of float, optional
+        Gamma of each channel: its normalised intensity is raised to this power.
 
     Returns
     -------
@@ -92,6 +94,9 @@ def composite_rgb(planes, limits, *, colors=None, weights=None) -> np.ndarray:
 
     planes = np.asarray(planes)
     norm = normalize_percentile(planes, limits=np.asarray(limits, dtype=np.float64), clip=True)
+    if gammas is not None:
+        norm = np.stack([np.power(n, float(g), dtype=np.float32) if g != 1 else n
+                         for n, g in zip(norm, gammas)])
     if colors is not None and len(planes) == 2:
         w = [1.0, 1.0] if weights is None else [float(v) for v in weights]
         out = np.zeros(planes.shape[1:] + (3,), dtype=np.float32)
@@ -600,9 +605,9 @@ class ViewerWindow(QMainWindow):
         if self.loaded is None:
             self.z_label.setText("")
         elif self._mip:
-            self.z_label.setText(f"MIP / {self.n_slices}")
-        else:
-            self.z_label.setText(f"{self._z + 1} / {self.n_slices}")
+            self.z_label.setText(f"MIP of {self.n_slices}")
+        else:  # 0-based, as in the table, the status bar and the CSVs
+            self.z_label.setText(f"z {self._z} / {self.n_slices - 1}")
 
     def _legend_html(self) -> str:
         image, channels = self.loaded.image, self.loaded.channels

@@ -135,7 +135,7 @@ def test_wheel_steps_each_views_slice_and_ctrl_zooms(window):
 def test_annotate_across_slices_with_undo_keys_and_autosave(window, qtbot):
     ortho = window.ortho
     path = window.annotations.autosave_path
-    assert path == window.project.root / "annotations" / "phantom_vectors.csv"
+    assert path == window.project.root / "annotations" / "phantom_annotations.csv"
     QTest.keyClick(window, Qt.Key.Key_A)
     assert ortho.annotate and window.annotate_box.isChecked()
 
@@ -145,7 +145,11 @@ def test_annotate_across_slices_with_undo_keys_and_autosave(window, qtbot):
     assert len(window.annotations) == 0 and not path.exists()
     # The half-placed pair is drawn (a ring) and survives a change of slice.
     window.set_slice(3)
-    assert ortho.views["xy"].dots.data["size"].tolist() == [16]
+    from cellpol_app.arrows import zoom_scale
+
+    xy = ortho.views["xy"]
+    assert xy.dots.data["size"].tolist() == pytest.approx(
+        [ortho.pending_size * zoom_scale(xy.pixels_per_voxel())])
     assert ortho.views["xz"].dots.data["size"].tolist() == []  # y 12 is far from y 24
     _click(ortho.views["xy"], GOLGI[0])
     assert window.annotations.pending_start is None and window.annotations.ids == [1]
@@ -387,7 +391,7 @@ def test_layer_panel_channels_and_overlays(window, tmp_path):
     assert len(xy.dots.data) == 2
     panel.sliders["pairs"].setValue(30)
     assert xy.dots.opacity() == pytest.approx(0.3)
-    assert xy.lines["pairs"][0].opacity() == pytest.approx(0.3)
+    assert xy.arrows["pairs"].opacity() == pytest.approx(0.3) and len(xy.arrows["pairs"]) == 1
     panel.boxes["pairs"].setChecked(False)
     assert len(xy.dots.data) == 0 and ortho.visible("xy", "pairs")[0].tolist() == []
     # The vectors checkbox of the panel and the bar stay in step.

@@ -99,7 +99,7 @@ def test_method_and_gamma(view, planes):
     view.method_combo.setCurrentIndex(1)
     assert view.method == "translucent"
     assert all(v.method == "translucent" for v in view.volumes)
-    view.gamma_spins[0].setValue(2.0)
+    view.set_gamma(0, 2.0)
     assert view.volumes[0].gamma == pytest.approx(2.0) and view.volumes[1].gamma == 1.0
     green, red = _colour_pixels(view.render())
     assert green > 20 and red > 20

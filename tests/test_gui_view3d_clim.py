@@ -1,4 +1,4 @@
-"""Per-channel contrast-limit spin boxes of the 3D view reach the vispy volumes."""
+"""The 3D view's channel settings (limits, gamma, colour, visibility) and its colour legend."""
 
 import numpy as np
 import pytest
@@ -22,27 +22,35 @@ def view(qtbot):
     return v
 
 
-def test_spin_boxes_show_the_limits(view):
-    (lo0, hi0), (lo1, hi1) = view.clim_spins
-    assert (lo0.value(), hi0.value()) == (10, 900) and (lo1.value(), hi1.value()) == (20, 2500)
-    assert hi0.maximum() == 1000 and hi1.maximum() == 3000  # up to the channel's maximum
-    assert all(s.isEnabled() for pair in view.clim_spins for s in pair)
-
-
-def test_editing_a_spin_box_sets_the_volume_clim(view):
-    lo1, hi1 = view.clim_spins[1]
-    hi1.setValue(1500)
-    assert tuple(view.volumes[1].clim) == (20, 1500) and view.clims[1] == (20, 1500)
-    lo1.setValue(300)
-    assert tuple(view.volumes[1].clim) == (300, 1500)
+def test_set_channel_reaches_the_volumes(view):
+    assert tuple(view.volumes[1].clim) == (20, 2500)
+    view.set_channel(1, clim=(300, 1500), gamma=0.5)
+    assert tuple(view.volumes[1].clim) == (300, 1500) and view.clims[1] == (300, 1500)
+    assert view.volumes[1].gamma == pytest.approx(0.5)
     assert tuple(view.volumes[0].clim) == (10, 900)  # the other channel is untouched
-    # Limits set in code show in the boxes, without a feedback loop.
-    view.set_channel(0, clim=(50, 600))
-    assert (view.clim_spins[0][0].value(), view.clim_spins[0][1].value()) == (50, 600)
-    assert tuple(view.volumes[0].clim) == (50, 600)
+    view.set_channel(0, color="#0000ff", visible=False)
+    assert view.colors[0] == (0.0, 0.0, 1.0) and not view.volumes[0].visible
 
 
-def test_one_channel_image_disables_the_end_boxes(view):
-    view.set_volume(np.ones((1, 2, 4, 4), np.uint16) * 7, [(0, 7)])
-    assert view.clim_spins[0][1].value() == 7 and view.clim_spins[0][0].isEnabled()
-    assert not any(s.isEnabled() for s in view.clim_spins[1])
+def test_colour_legend_follows_the_mode_and_sources(view, tmp_path):
+    from PySide6.QtGui import QImage
+
+    from cellpol_core.io.vectors import VectorTable
+
+    view.set_pairs([(1, 2, 3)], [(2, 5, 5)])
+    assert view.legend.mode == "source" and view.legend.entries == ("annotation",)
+    view.set_vectors(VectorTable(np.array([(1.0, 2, 3)]), np.array([(2.0, 6, 6)]), score=[0.4]))
+    assert view.legend.entries == ("annotation", "prediction")
+    view.set_color_by("angle")
+    assert view.legend.mode == "angle"
+    # The legend is painted into the exported PNG, top right.
+    out = tmp_path / "v.png"
+    assert view.save_png(out)
+    img = QImage(str(out)).convertToFormat(QImage.Format.Format_RGB888)
+    w, h = img.width(), img.height()
+    bpl = img.bytesPerLine()
+    rgb = np.frombuffer(img.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)
+    rgb = rgb[:, :w * 3].reshape(h, w, 3).astype(int)
+    corner = rgb[8:60, w - 130:w - 8]
+    saturated = (corner.max(-1) - corner.min(-1)) > 120  # the hue wheel
+    assert saturated.sum() > 200
