@@ -16,7 +16,10 @@ Layout
 ``detection`` the network, training, inference, pairing, tuning, evaluation
 ``synthetic`` phantoms, label masks, the GAN, synthetic pre-training
 ``analysis``  polarity statistics, batch analysis, plots
-``jobs``, ``errors``, ``selftest`` and ``cli`` sit at the top.
+``jobs``, ``errors``, ``selftest`` and ``cli`` sit at the top; ``defaults``
+holds the defaults shared by all layers (pair distance, devices...).
+
+The method and its conventions are described in ``docs/method.md``.
 """
 
 import os as _os
