@@ -6,13 +6,15 @@ coordinates, write failures, clashing output names and crashes on odd models.
 """
 
 import errno
+import warnings
 
 import numpy as np
 import pytest
+import tifffile
 
 from cellpol_core.cli import main
 from cellpol_core.errors import InputError
-from cellpol_core.io.image import write_ome_tiff
+from cellpol_core.io.image import read_image, write_ome_tiff
 
 
 def one_line(capsys, *names):
@@ -277,3 +279,205 @@ def test_model_taking_three_channels(tmp_path, img3d, demo_copy, capsys):
     assert main(["predict", str(img3d), "-o", str(tmp_path / "o"), "--model",
                  str(demo_copy)]) == 2
     assert "3 input channels" in one_line(capsys, "model")
+
+
+# --------------------------------------------------------------------------- 5: NaN / Inf voxels
+
+def _close_tables(a, b, tol):
+    """Fraction of vectors of ``a`` with a vector of ``b`` within ``tol`` voxels at both ends."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    if len(a) != len(b) or not len(a):
+        return 0.0
+    cost = cdist(a.start, b.start) + cdist(a.end, b.end)
+    r, c = linear_sum_assignment(cost)
+    ok = (np.abs(a.start[r] - b.start[c]).max(1) <= tol) & (np.abs(a.end[r] - b.end[c]).max(1) <= tol)
+    return ok.mean()
+
+
+def _spoil(data, n, seed=0):
+    """A float32 copy of ``data`` with ``n`` NaN voxels and 5 +Inf/-Inf ones."""
+    rng = np.random.default_rng(seed)
+    out = data.astype(np.float32)
+    flat = out.reshape(-1)
+    idx = rng.choice(flat.size, n + 5, replace=False)
+    flat[idx[:n]] = np.nan
+    flat[idx[n:n + 3]] = np.inf
+    flat[idx[n + 3:]] = -np.inf
+    return out
+
+
+def test_nan_voxels_otsu_same_vectors(tmp_path, capsys):
+    from cellpol_core.io.vectors import read_vectors
+
+    clean = _blobs(tmp_path / "clean.ome.tif", 3, n=5)
+    img = read_image(clean)
+    spoilt = tmp_path / "spoilt.ome.tif"
+    write_ome_tiff(spoilt, _spoil(img.data, 100), voxel_size=img.voxel_size,
+                   channel_names=img.channel_names)
+    assert main(["predict", str(clean), "-o", str(tmp_path / "a"), "--method", "otsu"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(spoilt), "-o", str(tmp_path / "b"), "--method", "otsu"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "105 NaN/Inf voxel(s)" in err and "spoilt" in err, err
+    a = read_vectors(tmp_path / "a" / "clean_vectors.csv")
+    b = read_vectors(tmp_path / "b" / "spoilt_vectors.csv")
+    assert len(a) >= 3 and _close_tables(a, b, 0.05) == 1.0
+
+
+def test_nan_voxels_model_same_vectors(tmp_path, capsys):
+    """The model found 0 vectors instead of 66 with 100 NaN voxels in the demo image."""
+    from cellpol_core.io.resources import demo_image_path
+    from cellpol_core.io.vectors import read_vectors
+
+    img = read_image(demo_image_path())
+    spoilt = tmp_path / "spoilt.ome.tif"
+    write_ome_tiff(spoilt, _spoil(img.data, 100), voxel_size=img.voxel_size,
+                   channel_names=img.channel_names)
+    clean = tmp_path / "clean.ome.tif"
+    write_ome_tiff(clean, img.data.astype(np.float32), voxel_size=img.voxel_size,
+                   channel_names=img.channel_names)
+    assert main(["predict", str(clean), str(spoilt), "-o", str(tmp_path / "o"),
+                 "--model", "demo"]) == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(notes) == 1 and "105 NaN/Inf" in notes[0], notes
+    a = read_vectors(tmp_path / "o" / "clean_vectors.csv")
+    b = read_vectors(tmp_path / "o" / "spoilt_vectors.csv")
+    # the network's peaks of ambiguous cells move under any change of the input (even +1
+    # on one corner voxel): nearly all vectors stay put, none is lost
+    assert len(a) > 50 and len(b) == len(a)
+    assert _close_tables(a, b, 0.5) >= 0.9
+
+
+def test_fill_nonfinite_uses_neighbours():
+    from cellpol_core.io.image import fill_nonfinite
+
+    a = np.arange(5 * 6 * 7, dtype=np.float64).reshape(5, 6, 7)
+    b = a.copy()
+    b[2, 3, 4] = np.nan  # a linear ramp: the neighbourhood median is the value itself
+    b[0, 0, 0] = np.inf
+    b[4, :, :] = np.nan  # a whole missing plane: filled from the nearest plane
+    fill_nonfinite(b, channel_axis=None)
+    assert b[2, 3, 4] == a[2, 3, 4] and np.isfinite(b).all()
+    assert np.abs(b[4] - a[3]).max() <= 7  # one y step of the ramp, at the clipped edges
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = np.full((2, 3, 3), np.nan, np.float32)
+        c[1] = 1
+        fill_nonfinite(c, channel_axis=0)
+    assert c[0].tolist() == np.zeros((3, 3)).tolist() and (c[1] == 1).all()
+
+
+def test_info_tells_about_nonfinite_voxels(tmp_path, capsys):
+    path = tmp_path / "nan.ome.tif"
+    write_ome_tiff(path, _spoil(np.ones((2, 4, 16, 16)), 7), voxel_size=(1, 1, 1))
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "12 NaN/Inf voxel(s)" in out.out and "nan" not in out.out.split("min")[-1]
+    assert out.err == ""
+
+
+# --------------------------------------------------------------------------- 6: sizes from values
+
+@pytest.mark.parametrize("vs", [1e30, 1e-6])
+@pytest.mark.parametrize("method", [["--method", "otsu"], ["--model", "demo"]])
+def test_absurd_metadata_voxel_size(tmp_path, capsys, vs, method):
+    """1e30 µm made prediction allocate 7 GB; 1e-6 µm made Otsu smooth for hours."""
+    path = tmp_path / "odd.ome.tif"
+    write_ome_tiff(path, np.ones((2, 4, 16, 16), np.uint16), voxel_size=(vs, vs, vs))
+    assert main(["predict", str(path), "-o", str(tmp_path / "o"), *method]) == 2
+    assert "voxel size" in one_line(capsys, "odd.ome.tif")
+    # the user's own voxel size overrides the metadata
+    assert main(["predict", str(path), "-o", str(tmp_path / "o"), "--method", "otsu",
+                 "--voxel-size", "0.5", "0.5", "1"]) == 0
+
+
+def test_absurd_voxel_size_option(tmp_path, img3d, capsys):
+    assert main(["predict", str(img3d), "-o", str(tmp_path / "o"), "--method", "otsu",
+                 "--voxel-size", "1e-6", "1e-6", "1e-6"]) == 2
+    assert "plausible" in one_line(capsys, "img.ome.tif")
+
+
+def _bomb(path, side=100_000):
+    """A tiny deflate TIFF whose header claims side × side pixels."""
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16), compression="zlib")
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            tif.pages[0].tags[tag].overwrite(side)
+    return path
+
+
+@pytest.fixture
+def memory_cap():
+    """Cap this process's address space at its size + 3 GiB, so that an attempt to
+    allocate tens of GiB fails here even where memory is overcommitted."""
+    import resource
+
+    with open("/proc/self/status") as fh:
+        vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (3 << 30), before[1]))
+    yield
+    resource.setrlimit(resource.RLIMIT_AS, before)
+
+
+@pytest.mark.parametrize("command", ["info", "predict"])
+def test_decompression_bomb_refused_before_allocating(tmp_path, capsys, command, memory_cap):
+    path = _bomb(tmp_path / "bomb.tif")
+    assert path.stat().st_size < 400
+    extra = ["-o", str(tmp_path / "o"), "--method", "otsu"] if command == "predict" else []
+    assert main([command, str(path), *extra]) == 2
+    assert "corrupt" in one_line(capsys, "bomb.tif")
+
+
+def test_image_larger_than_memory_refused(tmp_path, img3d, capsys, monkeypatch):
+    import cellpol_core.io.image as image_mod
+
+    monkeypatch.setattr(image_mod, "_available_memory", lambda: 10_000)
+    assert main(["predict", str(img3d), "-o", str(tmp_path / "o"), "--method", "otsu"]) == 2
+    assert "memory" in one_line(capsys, "img.ome.tif")
+
+
+def test_resampling_growth_needs_force(tmp_path, capsys):
+    """A plausible but coarse voxel size grows the image many times at the model's scale."""
+    path = tmp_path / "coarse.ome.tif"
+    write_ome_tiff(path, np.ones((2, 4, 16, 16), np.uint16), voxel_size=(5.0, 8.0, 8.0),
+                   channel_names=["nucleus", "golgi"])
+    assert main(["predict", str(path), "-o", str(tmp_path / "o"), "--model", "demo"]) == 2
+    assert "--force" in one_line(capsys, "coarse.ome.tif")
+    assert main(["predict", str(path), "-o", str(tmp_path / "o"), "--model", "demo",
+                 "--force"]) == 0
+
+
+# --------------------------------------------------------------------------- 7: truncated OME-TIFF
+
+def test_ome_tiff_cut_before_its_xml(tmp_path, capsys):
+    full = tmp_path / "full.ome.tif"
+    rng = np.random.default_rng(0)
+    write_ome_tiff(full, rng.integers(0, 1000, (2, 16, 32, 32), dtype=np.uint16),
+                   voxel_size=(0.27, 0.666, 0.666), channel_names=["nucleus", "golgi"],
+                   compression=None)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.ome.tif"
+    cut.write_bytes(data[:data.find(b"<?xml")])  # pixels complete, trailing OME-XML gone
+    with pytest.raises(InputError, match="truncated"):
+        read_image(cut)
+    assert main(["info", str(cut)]) == 2
+    assert "truncated" in one_line(capsys, "cut.ome.tif")
+
+
+# --------------------------------------------------------------------------- 8: X Y on a 3D image
+
+def test_two_value_voxel_size_on_3d_image(tmp_path, img3d, capsys):
+    for cmd in (["info", str(img3d)],
+                ["predict", str(img3d), "-o", str(tmp_path / "o"), "--method", "otsu"]):
+        assert main([*cmd, "--voxel-size", "0.5", "0.5"]) == 2
+        assert "X Y Z" in one_line(capsys, "img.ome.tif")
+
+
+def test_two_value_voxel_size_on_2d_image(tmp_path, capsys):
+    path = tmp_path / "flat.ome.tif"
+    write_ome_tiff(path, np.ones((2, 16, 16), np.uint16))
+    assert main(["info", str(path), "--voxel-size", "0.5", "0.25"]) == 0
+    assert "x 0.5 y 0.25" in capsys.readouterr().out

@@ -37,8 +37,10 @@ def voxel_size_from_args(args):
     if vs is None:
         return None
     if len(vs) == 2:
+        from ..io.image import PlaneVoxelSize
+
         x, y = vs
-        return (1.0, float(y), float(x))
+        return PlaneVoxelSize((1.0, float(y), float(x)))  # a 3D image refuses it
     if len(vs) == 3:
         x, y, z = vs
         return (float(z), float(y), float(x))

@@ -56,6 +56,9 @@ def run(args) -> int:
         f"channels:      {image.n_channels}" + ("  (min/max estimated from a sample)"
                                               if sampled else ""),
     ]
+    if image.nonfinite:
+        lines.append(f"non-finite:    {image.nonfinite} NaN/Inf voxel(s), treated as missing "
+                     "(filled with the median of their neighbours)")
     width = max(len(n) for n in image.channel_names)
     for i, (name, (lo, hi)) in enumerate(zip(image.channel_names, ranges)):
         lines.append(f"  {i}  {name:<{width}}  min {lo:.6g}  max {hi:.6g}")

@@ -9,6 +9,7 @@ from ..errors import InputError
 from ..jobs import run_job
 from ..detection.predict import predict_files
 from ..io.paths import expand_inputs
+from ..io.resample import MAX_GROWTH
 from .common import ProgressBar, add_image_flags, voxel_size_from_args
 
 
@@ -33,6 +34,9 @@ def register(sub):
     p.add_argument("--batch-size", type=int, default=1, help="tiles per network call")
     p.add_argument("--skip-existing", action="store_true",
                    help="skip images whose output CSV exists (resume a batch run)")
+    p.add_argument("--force", action="store_true",
+                   help="resample to the model's voxel size even when that grows an image "
+                        f"more than {MAX_GROWTH:g} times (usually a sign of a wrong voxel size)")
     p.add_argument("--min-size", nargs=2, type=float, default=list(OTSU_MIN_SIZE_UM),
                    metavar=("START", "END"),
                    help="otsu: smallest start/end components in µm³ (µm² in 2D); default "
@@ -76,7 +80,8 @@ def run(args) -> int:
         paths, outdir=args.output, method=method, model=args.model if method == "model" else None,
         channels=args.channels, structures=args.structures, voxel_size=voxel_size_from_args(args),
         axes=args.axes, d_max_um=args.d_max, min_size_um=tuple(args.min_size), device=args.device,
-        precision=args.precision, batch_size=args.batch_size, skip_existing=args.skip_existing)
+        precision=args.precision, batch_size=args.batch_size, skip_existing=args.skip_existing,
+        force=args.force)
     with ProgressBar() as bar:
         written = run_job(job, bar)
     for path in written:

@@ -27,7 +27,7 @@ import numpy as np
 from ..defaults import DEFAULT_PRECISION
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
-from ..io.resample import coord_scale, needs_resampling, resampled_shape
+from ..io.resample import check_resampling, coord_scale, needs_resampling, resampled_shape
 from ..io.vectors import VectorTable
 
 DEFAULT_TILE_3D = (64, 192, 192)
@@ -238,7 +238,7 @@ class _Plan:
     reader: "TileReader"
 
 
-def _plan(image, model, *, channels, tile, overlap, timings) -> _Plan:
+def _plan(image, model, *, channels, tile, overlap, timings, force=False) -> _Plan:
     from ..io.image import resolve_channels
 
     cfg = model.config
@@ -262,6 +262,7 @@ def _plan(image, model, *, channels, tile, overlap, timings) -> _Plan:
     src_shape = np.asarray(image.spatial_shape)
     if needs_resampling(np.asarray(src_vs)[-dims:], model_vs[-dims:]):
         model_shape = resampled_shape(src_shape, np.asarray(src_vs)[-dims:], model_vs[-dims:])
+        check_resampling(src_shape, model_shape, force=force, path=image.path)
         work_vs = tuple(float(v) for v in model_vs)
     else:
         model_shape = tuple(int(s) for s in src_shape)
@@ -333,7 +334,8 @@ def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel,
 
 def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch_size=1,
                   device=None, thresholds=None, timings: Optional[Timings] = None,
-                  precision=DEFAULT_PRECISION, cancel: Optional[CancelToken] = None):
+                  precision=DEFAULT_PRECISION, force=False,
+                  cancel: Optional[CancelToken] = None):
     """Predict the polarity vectors of one image with a loaded model.
 
     A generator job: yields :class:`~cellpol_core.jobs.ProgressEvent` (stage
@@ -361,6 +363,9 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
     precision : {"auto", "fp32", "bf16"} or Precision
         Network arithmetic (:func:`~cellpol_core.detection.precision.resolve_precision`);
         the output maps are decoded in float32 either way.
+    force : bool
+        Resample even when that grows the image more than
+        :data:`~cellpol_core.io.resample.MAX_GROWTH` times.
     cancel : CancelToken, optional
         Checked between tile batches.
     """
@@ -368,7 +373,8 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
 
     thr = thresholds or model.thresholds
     timings = timings if timings is not None else Timings()
-    plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=timings)
+    plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=timings,
+                 force=force)
     dims = plan.dims
     names = tuple(model.config.structures)
     futures, boxes = [], []
@@ -443,14 +449,16 @@ class ImageMaps:
 
 
 def predict_maps(image, model, *, channels=None, tile=None, overlap=None, batch_size=1,
-                 device=None, precision=DEFAULT_PRECISION, cancel: Optional[CancelToken] = None):
+                 device=None, precision=DEFAULT_PRECISION, force=False,
+                 cancel: Optional[CancelToken] = None):
     """Whole-image output maps, for threshold tuning on (small) validation images.
 
     A generator job returning :class:`ImageMaps`. Each voxel takes its value
     from the tile whose interior holds it.
     """
     timings = Timings()
-    plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=timings)
+    plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=timings,
+                 force=force)
     maps = {}
     for item in _run_tiles(plan, model, batch_size=batch_size, device=device, timings=timings,
                            cancel=cancel, precision=precision):

@@ -9,6 +9,7 @@ from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, OTSU_MIN_SIZE_UM, PAIR
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from ..io.atomic import check_writable
+from ..io.image import nonfinite_note
 from ..io.paths import (IMAGE_SUFFIXES, expand_inputs, image_stem, match_vectors,  # noqa: F401
                         vectors_path_for, vectors_paths_for)
 from ..io.vectors import DEFAULT_STRUCTURES, write_vectors
@@ -17,7 +18,7 @@ from ..io.vectors import DEFAULT_STRUCTURES, write_vectors
 def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channels=None,
                   structures=None, voxel_size=None, axes=None, d_max_um=None,
                   min_size_um=OTSU_MIN_SIZE_UM, device=DEFAULT_DEVICE, batch_size=1, tile=None,
-                  timings=None, skip_existing=False, precision=DEFAULT_PRECISION,
+                  timings=None, skip_existing=False, precision=DEFAULT_PRECISION, force=False,
                   cancel: Optional[CancelToken] = None):
     """Predict vectors for each image file and write ``<stem>_vectors.csv``.
 
@@ -62,6 +63,9 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
     precision : {"auto", "fp32", "bf16"}
         Network arithmetic; "auto" is bf16 where the CPU (or CUDA) runs it
         natively (:mod:`cellpol_core.detection.precision`).
+    force : bool
+        Resample images to the model's voxel size even when that grows them
+        more than :data:`~cellpol_core.io.resample.MAX_GROWTH` times.
     cancel : CancelToken, optional
         Checked between images (and between tiles for models).
     """
@@ -116,6 +120,8 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
         t0 = time.perf_counter()
         image = read_image(path, axes=axes, voxel_size=voxel_size, lazy=loaded is not None)
         timings.read += time.perf_counter() - t0
+        if image.nonfinite:
+            yield ProgressEvent("predict", k, n, data={"notice": nonfinite_note(image)})
         if image.is_3d and image.voxel_size is None:
             raise InputError("3D image has no voxel size in its metadata; pass --voxel-size X Y Z",
                              path)
@@ -131,7 +137,7 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
         else:
             table = yield from predict_image(image, loaded, channels=ch, batch_size=batch_size,
                                              tile=tile, timings=timings, precision=prec,
-                                             cancel=cancel)
+                                             force=force, cancel=cancel)
         t2 = time.perf_counter()
         write_vectors(out, table, voxel_size=image.voxel_size)
         timings.write += time.perf_counter() - t2

@@ -41,6 +41,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ __all__ = [
     "percentile_limits",
     "normalize_percentile",
     "write_ome_tiff",
+    "fill_nonfinite",
+    "PlaneVoxelSize",
+    "VOXEL_SIZE_RANGE_UM",
 ]
 
 
@@ -83,6 +87,11 @@ class CellImage:
         The source file.
     axes : str
         The axes of the source array as read (tifffile letters), for information.
+    nonfinite : int
+        NaN/±Inf voxels found in the file. They are treated as missing: every
+        read returns them filled with the value of the nearest finite voxel of
+        their channel (:func:`fill_nonfinite`), so callers see finite data and
+        should tell the user this count.
     """
 
     data: object
@@ -90,6 +99,7 @@ class CellImage:
     channel_names: list = field(default_factory=list)
     path: Optional[Path] = None
     axes: str = ""
+    nonfinite: int = 0
 
     @property
     def n_channels(self) -> int:
@@ -138,8 +148,9 @@ class LazyArray:
         length 1.
     """
 
-    def __init__(self, source, out_axes):
+    def __init__(self, source, out_axes, *, fill_nonfinite=False):
         self._source = source
+        self._fill = bool(fill_nonfinite)
         self._out_axes = tuple(None if a is None else int(a) for a in out_axes)
         src_shape = tuple(int(n) for n in source.shape)
         used = [a for a in self._out_axes if a is not None]
@@ -212,7 +223,94 @@ class LazyArray:
                 if len(range(1)[k]) == 0:
                     sub = sub[(slice(None),) * pos + (slice(0, 0),)]
             pos += 1
+        if self._fill and sub.dtype.kind == "f":
+            # a read block: fill within it, each channel apart when it holds several
+            sub = fill_nonfinite(sub, channel_axis=0 if isinstance(key[0], slice) else None)
         return sub
+
+
+def _fill_from_neighbours(part, mask, rounds=3):
+    """Give masked voxels the median of their finite 3×3(×3) neighbours, growing inwards."""
+    offsets = np.array(list(itertools.product((-1, 0, 1), repeat=part.ndim)))
+    hi = np.array(part.shape) - 1
+    for _ in range(rounds):
+        idx = np.argwhere(mask)
+        if not len(idx):
+            break
+        nb = np.clip(idx[:, None, :] + offsets[None], 0, hi)
+        vals = part[tuple(np.moveaxis(nb, -1, 0))]
+        vals = np.where(mask[tuple(np.moveaxis(nb, -1, 0))], np.nan, vals)
+        ok = ~np.all(np.isnan(vals), axis=1)
+        if not ok.any():
+            break
+        med = np.nanmedian(vals[ok], axis=1)
+        where = tuple(idx[ok].T)
+        part[where] = med
+        mask[where] = False
+    return mask
+
+
+def fill_nonfinite(arr, *, channel_axis=0):
+    """Replace NaN and ±Inf voxels with the median of their finite neighbours.
+
+    A voxel whose 3×3(×3) neighbourhood holds no finite value after a few
+    rounds (a large missing region) takes the value of the nearest finite voxel.
+
+    Parameters
+    ----------
+    arr : ndarray
+        Floating-point data; changed in place and returned.
+    channel_axis : int or None
+        Fill each channel from its own voxels; None fills the array as a whole.
+
+    Returns
+    -------
+    ndarray
+        ``arr``; a channel with no finite voxel at all becomes 0.
+    """
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return arr
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return arr
+    from scipy import ndimage as ndi
+
+    parts = [arr] if channel_axis is None else \
+        [np.take(arr, i, axis=channel_axis) for i in range(arr.shape[channel_axis])]
+    for k, part in enumerate(parts):
+        mask = ~np.isfinite(part)
+        if not mask.any():
+            continue
+        if mask.all():
+            part[...] = 0
+        elif _fill_from_neighbours(part, mask).any():
+            nearest = ndi.distance_transform_edt(mask, return_distances=False,
+                                                 return_indices=True)
+            part[mask] = part[tuple(nearest)][mask]
+        if channel_axis is not None:  # np.take copies: put the channel back
+            idx = [slice(None)] * arr.ndim
+            idx[channel_axis] = k
+            arr[tuple(idx)] = part
+    return arr
+
+
+def nonfinite_note(image) -> str:
+    """The one line telling the user that an image's NaN/Inf voxels were filled."""
+    return (f"{image.path}: {image.nonfinite} NaN/Inf voxel(s) treated as missing, filled with "
+            "the median of their neighbours")
+
+
+def _count_nonfinite(data) -> int:
+    """NaN/±Inf voxels of a (C, ...) array-like, read a plane at a time."""
+    if np.dtype(data.dtype).kind != "f":
+        return 0
+    n = 0
+    for c in range(int(data.shape[0])):
+        planes = range(int(data.shape[1])) if len(data.shape) == 4 else [None]
+        for z in planes:
+            block = data[c] if z is None else data[c, z]
+            n += int(np.count_nonzero(~np.isfinite(np.asarray(block))))
+    return n
 
 
 def _normalize_key(key, shape):
@@ -312,6 +410,21 @@ _AXES_KINDS = {"imagej", "ome", "lsm", "stk", "fluoview", "mmstack", "ndtiff", "
 # tifffile log messages that mean the file structure is broken (e.g. truncated)
 _CORRUPT_SIGNS = ("invalid page offset", "invalid offset to page", "failed to reshape")
 _OVERRIDE_LETTERS = set("CZYXSTQ")
+#: Voxel sizes (µm) outside this range are refused as metadata errors (a 1e30 or
+#: 1e-6 µm voxel made prediction allocate gigabytes or smoothing run for hours).
+VOXEL_SIZE_RANGE_UM = (1e-3, 1e3)
+# TIFF deflate compression codes, and a bound on deflate's compression ratio (1032:1)
+_DEFLATE_CODES = (8, 32946)
+_DEFLATE_MAX_RATIO = 1100
+
+
+class PlaneVoxelSize(tuple):
+    """A (1.0, y, x) voxel size given as X Y only: right for 2D images; a 3D image
+    read with it is refused, since its z would be a guess."""
+
+
+def _vs_text(vs) -> str:
+    return " x ".join(f"{float(v):g}" for v in vs) + " µm"
 
 
 def _unit_factor(unit):
@@ -578,6 +691,51 @@ def _lsm_metadata(tif):
     return sizes, names
 
 
+def _available_memory() -> int:
+    """Bytes of memory this process may still use (MemAvailable, else free physical pages)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def _gib(n) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _check_planned_read(series, path, *, lazy):
+    """Refuse, before allocating, a read that cannot fit in memory or a header that lies.
+
+    Deflate cannot compress more than about 1032:1, so a deflate file whose
+    header claims far more pixels than its data could hold is corrupt (or a
+    decompression bomb). An eager read needs the whole image (twice, while
+    its axes are rearranged); a lazy read decodes a whole TIFF page at a time.
+    """
+    nbytes = int(series.nbytes)
+    page = series.keyframe
+    compression = int(getattr(page, "compression", 1) or 1)
+    if compression in _DEFLATE_CODES:
+        stored = sum(int(b) for p in series.pages if p is not None
+                     for b in getattr(p, "databytecounts", ()))
+        if nbytes > _DEFLATE_MAX_RATIO * max(stored, 1):
+            raise InputError(f"the file is corrupt: its header claims {series.shape} pixels "
+                             f"({_gib(nbytes)}) but holds only {stored} bytes of deflate data",
+                             path)
+    need = int(getattr(page, "nbytes", 0) or 0) if lazy else 2 * nbytes
+    free = _available_memory()
+    if need > free:
+        what = "a single plane of the image" if lazy else "the image"
+        raise InputError(f"reading {what} needs {_gib(need)} of memory but only {_gib(free)} "
+                         f"are available (shape {tuple(series.shape)})", path)
+
+
 def _check_complete(tif, series, path):
     """Raise InputError when image data lie beyond the end of the file."""
     size = tif.filehandle.size
@@ -693,6 +851,9 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
         if len(vs) != 3 or any(not (math.isfinite(v) and v > 0) for v in vs):
             raise InputError(f"voxel size must be 3 positive numbers (z, y, x) in µm, "
                              f"got {tuple(voxel_size)}", path)
+        if any(not VOXEL_SIZE_RANGE_UM[0] <= v <= VOXEL_SIZE_RANGE_UM[1] for v in vs):
+            raise InputError(f"voxel size {_vs_text(vs)} is outside the plausible "
+                             f"{VOXEL_SIZE_RANGE_UM[0]:g}-{VOXEL_SIZE_RANGE_UM[1]:g} µm", path)
         override_vs = tuple(vs)
 
     with _capture_tifffile_log() as log:
@@ -722,6 +883,10 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
                     raise InputError("the file is truncated or corrupt (broken TIFF structure)",
                                      path)
                 _check_complete(tif, series, path)
+                if any("invalid value offset" in m for m in log.messages):
+                    raise InputError("the file is truncated: part of its metadata (e.g. the "
+                                     "OME-XML) lies beyond the end of the file", path)
+                _check_planned_read(series, path, lazy=lazy)
 
                 letters = _parse_override(axes, shape, path) if axes is not None \
                     else _stored_letters(tif, series)
@@ -742,6 +907,9 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
                 if lazy:
                     source = _lazy_source(tif, series, path)
                     data = LazyArray(source, out_axes)
+                    nonfinite = _count_nonfinite(data)
+                    if nonfinite:
+                        data = LazyArray(source, out_axes, fill_nonfinite=True)
                 else:
                     try:
                         arr = series.asarray()
@@ -755,6 +923,8 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
                         raise InputError("the file is truncated or corrupt", path)
                     arr = np.asarray(arr).reshape(shape)
                     data = _apply_axes(arr, out_axes)
+                    nonfinite = _count_nonfinite(data)
+                    fill_nonfinite(data, channel_axis=0)
         except InputError:
             raise
         except MemoryError:
@@ -764,6 +934,7 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
 
     n_c = int(data.shape[0])
     n_z = int(data.shape[1]) if is_3d else 1
+    n_dims = 3 if is_3d else 2
     if kind == "imagej":
         names = _imagej_channel_names(names, n_c, n_z)
     if len(names) != n_c:
@@ -772,6 +943,9 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
                      itertools.zip_longest(range(n_c), names, fillvalue="")]
 
     if override_vs is not None:
+        if is_3d and isinstance(voxel_size, PlaneVoxelSize):
+            raise InputError("a 3D image needs the voxel size X Y Z (3 values); only X Y "
+                             "were given", path)
         vs = override_vs if is_3d else (1.0, override_vs[1], override_vs[2])
     elif is_3d:
         vs = tuple(sizes) if all(v is not None for v in sizes) else None
@@ -779,7 +953,12 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
         vs = (1.0, sizes[1], sizes[2]) if sizes[1] is not None and sizes[2] is not None else None
     if vs is not None:
         vs = tuple(float(v) for v in vs)
-    return CellImage(data, vs, channel_names, path, disk_axes)
+        if override_vs is None and any(
+                not VOXEL_SIZE_RANGE_UM[0] <= v <= VOXEL_SIZE_RANGE_UM[1] for v in vs[-n_dims:]):
+            raise InputError(f"the file's metadata give an implausible voxel size "
+                             f"{_vs_text(vs[-n_dims:])} (outside {VOXEL_SIZE_RANGE_UM[0]:g}-"
+                             f"{VOXEL_SIZE_RANGE_UM[1]:g} µm); pass --voxel-size", path)
+    return CellImage(data, vs, channel_names, path, disk_axes, nonfinite=nonfinite)
 
 
 # ---------------------------------------------------------------------------

@@ -40,3 +40,45 @@ def resample_channels(data, shape) -> np.ndarray:
     factors = [d / s for d, s in zip(shape, data.shape[1:])]
     return np.stack([ndi.zoom(np.asarray(c, np.float32), factors, order=1)
                      for c in data])
+
+
+#: Resampling to a model's voxel size may grow an image at most this many times (in
+#: voxels) unless forced: a larger factor usually means a wrong voxel size.
+MAX_GROWTH = 8.0
+#: Voxels at the model's scale beyond which an image is refused even when forced.
+MAX_RESAMPLED_VOXELS = 1 << 36
+
+
+def check_resampling(src_shape, dst_shape, *, force=False, path=None):
+    """Refuse, before any work, a resampling that would blow an image up.
+
+    Parameters
+    ----------
+    src_shape, dst_shape : tuple of int
+        Spatial shapes before and after resampling.
+    force : bool
+        Allow growth beyond :data:`MAX_GROWTH` (the user confirmed it).
+    path : path, optional
+        The image, named in the error.
+
+    Raises
+    ------
+    InputError
+        Growth beyond :data:`MAX_GROWTH` without ``force``, or a result
+        beyond :data:`MAX_RESAMPLED_VOXELS`.
+    """
+    import math
+
+    from ..errors import InputError
+
+    src = math.prod(int(s) for s in src_shape)
+    dst = math.prod(int(s) for s in dst_shape)
+    growth = dst / max(src, 1)
+    shape = " x ".join(str(int(s)) for s in dst_shape)
+    if dst > MAX_RESAMPLED_VOXELS:
+        raise InputError(f"resampling to the model's voxel size would make the image {shape} "
+                         f"voxels ({growth:.3g} times larger): check the voxel size", path)
+    if growth > MAX_GROWTH and not force:
+        raise InputError(f"resampling to the model's voxel size would grow the image "
+                         f"{growth:.0f} times, to {shape} voxels: check the voxel size, or "
+                         "pass --force to go ahead", path)
