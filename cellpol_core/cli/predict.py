@@ -44,6 +44,19 @@ def register(sub):
     p.add_argument("--manifest", metavar="CSV",
                    help="conditions manifest (image,condition[,reference_deg]): after predicting, "
                         "run `cellpol stats` on the written CSVs into OUTDIR")
+    p.add_argument("--cluster", metavar="SPEC",
+                   help="run on Dask: local, local:N (N worker processes), tcp://HOST:PORT (a "
+                        "running scheduler), slurm:FILE.yaml, pbs:FILE.yaml or lsf:FILE.yaml (job "
+                        "settings); one task per image, failed images reported while the others "
+                        "go on (needs the cluster extra)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="--cluster: workers of `local`, jobs of slurm/pbs/lsf (default 1)")
+    p.add_argument("--block", nargs=3, type=int, metavar=("X", "Y", "Z"),
+                   help="predict images larger than this block (voxels) block by block; with "
+                        "--cluster, OME-Zarr volumes always are (default block 512 512 128)")
+    p.add_argument("--test-block", action="store_true",
+                   help="run one block of the first image and report its time and peak memory, "
+                        "as a rehearsal before a cluster run (writes nothing)")
     add_image_flags(p)
     p.set_defaults(func=run)
 
@@ -76,14 +89,22 @@ def run(args) -> int:
         if unknown:
             raise InputError(f"image(s) not in the manifest: {', '.join(unknown[:5])}",
                              args.manifest)
-    job = predict_files(
-        paths, outdir=args.output, method=method, model=args.model if method == "model" else None,
-        channels=args.channels, structures=args.structures, voxel_size=voxel_size_from_args(args),
-        axes=args.axes, d_max_um=args.d_max, min_size_um=tuple(args.min_size), device=args.device,
-        precision=args.precision, batch_size=args.batch_size, skip_existing=args.skip_existing,
-        force=args.force)
-    with ProgressBar() as bar:
-        written = run_job(job, bar)
+    client_cm, cluster_kwargs = _cluster_options(args)
+    try:
+        job = predict_files(
+            paths, outdir=args.output, method=method, model=args.model if method == "model" else None,
+            channels=args.channels, structures=args.structures, voxel_size=voxel_size_from_args(args),
+            axes=args.axes, d_max_um=args.d_max, min_size_um=tuple(args.min_size), device=args.device,
+            precision=args.precision, batch_size=args.batch_size, skip_existing=args.skip_existing,
+            force=args.force, **cluster_kwargs)
+        with ProgressBar() as bar:
+            written = run_job(job, bar)
+    finally:
+        if client_cm is not None:
+            client_cm.__exit__(None, None, None)
+    status = _report_batch(written)
+    if status is not None:
+        return status
     for path in written:
         print(path, file=sys.stdout)
     if getattr(args, "manifest", None):
@@ -96,3 +117,46 @@ def run(args) -> int:
             summary = run_job(job, bar)
         print(markdown_tables(summary), file=sys.stdout)
     return 0
+
+
+def _cluster_options(args):
+    """The open client's context (or None) and predict_files' cluster keywords."""
+    if args.workers is not None and not args.cluster:
+        raise InputError("--workers needs --cluster")
+    kwargs = {}
+    if args.block is not None:
+        if any(b < 1 for b in args.block):
+            raise InputError(f"--block takes 3 positive sizes X Y Z, got {' '.join(map(str, args.block))}")
+        x, y, z = args.block
+        kwargs["block"] = (z, y, x)
+    if args.test_block:
+        kwargs["test_block"] = True
+    if not args.cluster:
+        return None, kwargs
+    from ..detection.cluster import open_client
+
+    cm = open_client(args.cluster, workers=args.workers)
+    kwargs["client"] = cm.__enter__()
+    return cm, kwargs
+
+
+def _report_batch(result):
+    """Print a cluster run's failures, summary or rehearsal; its exit code, or None to go on."""
+    report = getattr(result, "report", None)
+    if report is not None:
+        gb = report["peak_rss"] / 1e9
+        print(f"test block {report['block']} of {report['n_blocks']} in {report['path']}: "
+              f"{report['tiles']} tiles, {report['seconds']:.1f} s, peak memory {gb:.2f} GB, "
+              f"{report['n_vectors']} vectors in its core; halo (voxels per axis, before/after) "
+              f"{report['halo']}; all blocks on one worker: about "
+              f"{report['projected_seconds']:.0f} s", file=sys.stdout)
+        return 0
+    failed = getattr(result, "failed", None)
+    if failed is None:
+        return None
+    for _, message, _ in failed:
+        print(f"cellpol predict: error: {message}", file=sys.stderr)
+    print(result.summary(), file=sys.stderr)
+    if failed:
+        return 2 if all(is_input for _, _, is_input in failed) else 1
+    return None

@@ -18,7 +18,8 @@ from ..io.vectors import DEFAULT_STRUCTURES, write_vectors
 def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channels=None,
                   structures=None, voxel_size=None, axes=None, d_max_um=None,
                   min_size_um=OTSU_MIN_SIZE_UM, device=DEFAULT_DEVICE, batch_size=1, tile=None,
-                  timings=None, skip_existing=False, precision=DEFAULT_PRECISION, force=False,
+                  timings=None, skip_existing=False, client=None, block=None, test_block=False,
+                  precision=DEFAULT_PRECISION, force=False,
                   cancel: Optional[CancelToken] = None):
     """Predict vectors for each image file and write ``<stem>_vectors.csv``.
 
@@ -60,6 +61,15 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
         Accumulates the time per part (read, normalise, network, decode, write).
     skip_existing : bool
         Skip images whose output CSV exists (resuming a batch run).
+    client : distributed.Client, optional
+        Run one task per image (and per block of a large volume) on this Dask
+        cluster; failed images are reported in the result's ``failed`` while
+        the others go on (:mod:`cellpol_core.detection.cluster`).
+    block : (int, int, int), optional
+        Predict images larger than this (z, y, x) block, and OME-Zarr
+        volumes, block by block (on ``client`` when given).
+    test_block : bool
+        Run one block of the first image and report its time and memory.
     precision : {"auto", "fp32", "bf16"}
         Network arithmetic; "auto" is bf16 where the CPU (or CUDA) runs it
         natively (:mod:`cellpol_core.detection.precision`).
@@ -70,6 +80,16 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
         Checked between images (and between tiles for models).
     """
     import time
+
+    if client is not None or block is not None or test_block:
+        from .cluster import predict_distributed
+
+        return (yield from predict_distributed(
+            paths, outdir=outdir, method=method, model=model, channels=channels,
+            structures=structures, voxel_size=voxel_size, axes=axes, d_max_um=d_max_um,
+            min_size_um=min_size_um, device=device, batch_size=batch_size, tile=tile,
+            skip_existing=skip_existing, client=client, block=block, test_block=test_block,
+            precision=precision, force=force, cancel=cancel))
 
     from ..io.image import read_image, resolve_channels
     from .infer import Timings, predict_image
