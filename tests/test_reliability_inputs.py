@@ -481,3 +481,63 @@ def test_two_value_voxel_size_on_2d_image(tmp_path, capsys):
     write_ome_tiff(path, np.ones((2, 16, 16), np.uint16))
     assert main(["info", str(path), "--voxel-size", "0.5", "0.25"]) == 0
     assert "x 0.5 y 0.25" in capsys.readouterr().out
+
+
+def test_otsu_smoothing_wider_than_planned(tmp_path, img3d, capsys):
+    assert main(["predict", str(img3d), "-o", str(tmp_path / "o"), "--method", "otsu",
+                 "--voxel-size", "0.002", "0.002", "0.002"]) == 2
+    assert "smoothing" in one_line(capsys, "img.ome.tif")
+
+
+# --------------------------------------------------------------------------- 9: no Python warnings
+
+HUGE = ("nucleus_x,nucleus_y,nucleus_z,golgi_x,golgi_y,golgi_z\n"
+        "1e300,-1e300,0,5,5,1\n3,3,3,5,5,1\n")
+
+
+def test_huge_coordinates_in_stats(tmp_path, capsys, recwarn):
+    csv = tmp_path / "big.csv"
+    csv.write_text(HUGE)
+    assert main(["stats", str(csv), "-o", str(tmp_path / "s"), "--voxel-size", "1", "1", "1",
+                 "--no-plots"]) == 2
+    assert "coordinate" in one_line(capsys, "big.csv")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_huge_coordinates_in_train(tmp_path, img3d, capsys):
+    csv = tmp_path / "big.csv"
+    csv.write_text(HUGE)
+    assert main(["train", "--images", str(img3d), "--vectors", str(csv), "-o",
+                 str(tmp_path / "m"), "--epochs", "1", "--no-tune"]) == 2
+    assert "line 2" in one_line(capsys, "big.csv")
+
+
+def test_python_warnings_become_one_line(tmp_path, img3d, capsys, monkeypatch):
+    """Whatever numpy or a library warns about (a tiny 2x1x1 image printed 12 lines of
+    RuntimeWarning), the user reads one line."""
+    import cellpol_core.io.image as image_mod
+
+    real = image_mod.percentile_limits
+
+    def noisy(*a, **k):
+        for _ in range(12):
+            np.mean(np.zeros(0))  # RuntimeWarning: Mean of empty slice
+        return real(*a, **k)
+
+    monkeypatch.setattr(image_mod, "percentile_limits", noisy)  # info imports it when run
+    assert main(["info", str(img3d)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RuntimeWarning: Mean of empty slice" in err[0], err
+
+
+def test_tiny_image_prints_no_warning(tmp_path, capsys):
+    path = tmp_path / "tiny.ome.tif"
+    write_ome_tiff(path, np.arange(4, dtype=np.uint16).reshape(2, 2, 1, 1), voxel_size=(1, 1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for cmd in (["info", str(path)],
+                    ["predict", str(path), "-o", str(tmp_path / "o"), "--method", "otsu"],
+                    ["predict", str(path), "-o", str(tmp_path / "m"), "--model", "demo"]):
+            assert main(cmd) in (0, 2)
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) <= 1 and "Warning" not in err, err

@@ -20,6 +20,9 @@ from ..errors import InputError
 from .pairing import pair_by_distance
 from ..io.vectors import DEFAULT_STRUCTURES, VectorTable
 
+#: Widest Gaussian smoothing (sigma, voxels) the baseline runs; wider means a wrong voxel size.
+MAX_SMOOTH_VOXELS = 50
+
 
 def segment_centroids(channel, *, voxel_size=(1.0, 1.0, 1.0), smooth_um=0.5, min_size_um=1.0):
     """Centroids of the Otsu foreground components of one channel.
@@ -104,6 +107,11 @@ def predict_otsu(image, *, channels=(0, 1), voxel_size=None, d_max_um=PAIR_DISTA
             raise InputError("3D image has no voxel size; pass --voxel-size X Y Z",
                              None if is_array else image.path)
         voxel_size = (1.0, 1.0, 1.0)
+    sigma = smooth_um / np.asarray(voxel_size, float)[-ndim:]
+    if np.any(sigma > MAX_SMOOTH_VOXELS):  # planned work: a wide filter runs for hours
+        raise InputError(f"a voxel size of {' x '.join(f'{v:g}' for v in voxel_size[-ndim:])} µm "
+                         f"makes the {smooth_um:g} µm smoothing {sigma.max():.0f} voxels wide; "
+                         "check the voxel size", None if is_array else image.path)
     starts, _ = segment_centroids(np.asarray(data[channels[0]]), voxel_size=voxel_size,
                                   smooth_um=smooth_um, min_size_um=min_size_um[0])
     ends, _ = segment_centroids(np.asarray(data[channels[1]]), voxel_size=voxel_size,

@@ -263,7 +263,12 @@ def _is_vat_header(row) -> bool:
     return len(row) == 6 and all(re.fullmatch(r"\s*[XYZ][NG]\s*", c) for c in row)
 
 
-def _parse_float(value, path, line, column) -> float:
+#: Largest coordinate (voxels) a vector CSV may hold; beyond it the value is no image
+#: position and would overflow the µm arithmetic (±1e300 did).
+MAX_COORDINATE = 1e7
+
+
+def _parse_float(value, path, line, column, *, coordinate=False) -> float:
     try:
         v = float(value)
     except ValueError:
@@ -271,6 +276,9 @@ def _parse_float(value, path, line, column) -> float:
     if not math.isfinite(v):
         raise InputError(f"line {line}: column '{column}' is {value.strip() or 'empty'}, "
                          "expected a finite number", path)
+    if coordinate and abs(v) > MAX_COORDINATE:
+        raise InputError(f"line {line}: column '{column}' is {value.strip()}, not an image "
+                         f"coordinate (beyond ±{MAX_COORDINATE:g} voxels)", path)
     return v
 
 
@@ -283,7 +291,8 @@ def _read_vat(rows, path, *, names) -> VectorTable:
         if len(cells) != 6:
             raise InputError(f"line {i}: VectorAnnotationTool CSV needs 6 columns "
                              f"(XN,YN,XG,YG,ZN,ZG), found {len(cells)}", path)
-        values.append([_parse_float(c, path, i, cols[j]) for j, c in enumerate(cells)])
+        values.append([_parse_float(c, path, i, cols[j], coordinate=True)
+                       for j, c in enumerate(cells)])
     if not values:
         return VectorTable.empty(names=names)
     v = np.asarray(values)
@@ -337,7 +346,7 @@ def _read_cellpol(rows, path, structures) -> VectorTable:
         if len(row) < len(header):
             row = list(row) + [""] * (len(header) - len(row))
         for c in coord_cols:
-            data[c].append(_parse_float(row[index[c]], path, line, c))
+            data[c].append(_parse_float(row[index[c]], path, line, c, coordinate=True))
         if score is not None:
             score.append(_parse_float(row[index["score"]], path, line, "score"))
         for c in extra_cols:
