@@ -14,15 +14,27 @@ Layout::
                             :mod:`cellpol_core.detection.loop`)
         training_log.csv    one row per epoch
         metrics.json        evaluation on the validation images
+        checksums.json      SHA-256 of each weights and checkpoint file, checked
+                            on load (folders without it load unchecked)
 
 Weights are plain ``state_dict`` tensors, loaded with
 ``torch.load(weights_only=True)``, so opening a model never runs code.
+:func:`save_state` records each file's SHA-256 in ``checksums.json``, and
+:func:`load_state` refuses a file that no longer matches it (one line), so a
+corrupted weights file is never used. The values of ``config.json`` and
+``thresholds.json`` are checked on load too (finite, in range, a network of
+sane size). A training run writes the folder whole (see
+:mod:`cellpol_core.detection.runfolder`); ``run_id`` in ``config.json`` and
+in the checkpoint ties them to one run.
 ``--model NAME`` also finds the models bundled in ``resources/models/``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -40,6 +52,14 @@ WEIGHTS_LAST = "weights_last.pt"
 TRAINING_LOG = "training_log.csv"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint_last.pt"
+CHECKSUMS_FILE = "checksums.json"
+
+#: Largest network a config.json may ask for: first-level filters, pooling
+#: levels, filters of the deepest level, head filters.
+MAX_BASE_FILTERS = 256
+MAX_DEPTH = 8
+MAX_DEEPEST_FILTERS = 4096
+MAX_HEAD_FILTERS = 1024
 
 
 @dataclass
@@ -83,14 +103,34 @@ class Thresholds:
     @classmethod
     def from_dict(cls, d: dict, *, path=None) -> "Thresholds":
         try:
-            return cls(tau=tuple(float(v) for v in d["tau"]),
-                       d_min_um=tuple(float(v) for v in d["d_min_um"]),
-                       d_max_um=float(d["d_max_um"]), delta=float(d.get("delta", EMBED_MARGIN)),
-                       embed_weight=(None if d.get("embed_weight") is None
-                                     else float(d["embed_weight"])),
-                       source=str(d.get("source", "default")))
+            out = cls(tau=tuple(float(v) for v in d["tau"]),
+                      d_min_um=tuple(float(v) for v in d["d_min_um"]),
+                      d_max_um=float(d["d_max_um"]), delta=float(d.get("delta", EMBED_MARGIN)),
+                      embed_weight=(None if d.get("embed_weight") is None
+                                    else float(d["embed_weight"])),
+                      source=str(d.get("source", "default")))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"broken thresholds ({type(exc).__name__}: {exc})", path) from None
+        out.validate(path=path)
+        return out
+
+    def validate(self, *, path=None):
+        """Raise :class:`InputError` for a value a decoder cannot use (non-finite, out of range)."""
+        def bad(name, value, rule):
+            raise InputError(f"{name} must be {rule}, got {value!r}", path)
+
+        if len(self.tau) != 2 or not all(math.isfinite(t) and 0 < t <= 1 for t in self.tau):
+            bad("tau", list(self.tau), "two numbers in (0, 1]")
+        if len(self.d_min_um) != 2 or not all(math.isfinite(v) and v >= 0
+                                              for v in self.d_min_um):
+            bad("d_min_um", list(self.d_min_um), "two finite numbers of at least 0")
+        if not (math.isfinite(self.d_max_um) and self.d_max_um > 0):
+            bad("d_max_um", self.d_max_um, "a finite number above 0")
+        if not (math.isfinite(self.delta) and self.delta > 0):
+            bad("delta", self.delta, "a finite number above 0")
+        if self.embed_weight is not None and not (math.isfinite(self.embed_weight)
+                                                  and self.embed_weight >= 0):
+            bad("embed_weight", self.embed_weight, "null or a finite number of at least 0")
 
 
 @dataclass
@@ -140,6 +180,7 @@ class ModelConfig:
     cellpol_version: str = ""
     extra: dict = field(default_factory=dict)
     training: Optional[TrainConfig] = None
+    run_id: str = ""
 
     @property
     def embedding(self) -> bool:
@@ -164,6 +205,7 @@ class ModelConfig:
             "preset": self.preset,
             "extra": self.extra,
             **({"training": self.training.to_dict()} if self.training is not None else {}),
+            **({"run_id": self.run_id} if self.run_id else {}),
         }
 
     @classmethod
@@ -175,7 +217,7 @@ class ModelConfig:
             raise InputError(f"model schema version {version} is newer than this CellPol "
                              f"supports ({SCHEMA_VERSION}); update CellPol", path)
         try:
-            return cls(
+            out = cls(
                 network=dict(d["network"]), arch=str(d.get("arch", "custom")),
                 structures=tuple(d["structures"]),
                 channel_names=tuple(d.get("channel_names", d["structures"])),
@@ -188,11 +230,57 @@ class ModelConfig:
                 cellpol_version=str(d.get("cellpol_version", "")), extra=dict(d.get("extra", {})),
                 training=(TrainConfig.from_dict(d["training"]) if d.get("training") is not None
                           else None),
+                run_id=str(d.get("run_id") or ""),
             )
         except InputError as exc:
             raise InputError(f"broken training configuration ({exc})", path) from None
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"broken config.json ({type(exc).__name__}: {exc})", path) from None
+        out.validate(path=path)
+        return out
+
+    def validate(self, *, path=None):
+        """Raise :class:`InputError` for values no model can have (one line naming the key).
+
+        Checks the voxel size and radii (finite, above 0), the spatial
+        dimensions and patch, and caps the network's size, so that a broken
+        or hostile ``config.json`` cannot ask for gigabytes.
+        """
+        def finite_positive(values):
+            return all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+                       for v in values)
+
+        if len(self.voxel_size) != 3 or not finite_positive(self.voxel_size):
+            raise InputError(f"voxel_size_zyx_um must be 3 finite sizes above 0 µm, got "
+                             f"{list(self.voxel_size)}", path)
+        if len(self.radii) != 2 or not finite_positive(self.radii):
+            raise InputError(f"radii must be 2 finite numbers above 0, got {list(self.radii)}",
+                             path)
+        if self.spatial_dims not in (2, 3):
+            raise InputError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}", path)
+        if not all(1 <= p <= 65536 for p in self.patch_size):
+            raise InputError(f"patch_size_zyx must hold sizes from 1 to 65536, got "
+                             f"{list(self.patch_size)}", path)
+        _check_network_size(self.network, path)
+
+
+def _check_network_size(network: dict, path):
+    def whole(name, default, low, high):
+        value = network.get(name, default)
+        if value is None and name == "head_filters":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InputError(f"network {name} must be a whole number from {low} to {high}, "
+                             f"got {value!r}", path)
+        return value
+
+    base = whole("base_filters", 32, 1, MAX_BASE_FILTERS)
+    depth = whole("depth", 5, 1, MAX_DEPTH)
+    whole("head_filters", None, 1, MAX_HEAD_FILTERS)
+    if base * 2 ** depth > MAX_DEEPEST_FILTERS:
+        raise InputError(f"network too large: base_filters {base} at depth {depth} gives "
+                         f"{base * 2 ** depth} filters at the deepest level (at most "
+                         f"{MAX_DEEPEST_FILTERS})", path)
 
 
 def find_model(name_or_path) -> Path:
@@ -253,23 +341,98 @@ def write_json(path, data: dict):
     write_text_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
 
 
+def read_checksums(folder) -> dict:
+    """``checksums.json`` of ``folder``: file name -> list of accepted SHA-256; {} when absent."""
+    path = Path(folder) / CHECKSUMS_FILE
+    if not path.exists():
+        return {}
+    files = _read_json(path).get("sha256")
+    if not isinstance(files, dict):
+        raise InputError("broken checksums file (no \"sha256\" object)", path)
+    out = {}
+    for name, digest in files.items():
+        digests = [digest] if isinstance(digest, str) else digest
+        if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+            raise InputError(f"broken checksums file (entry {name!r})", path)
+        out[str(name)] = digests
+    return out
+
+
+def _write_checksums(folder, sums: dict):
+    files = {k: (v[0] if len(v) == 1 else v) for k, v in sorted(sums.items())}
+    write_json(Path(folder) / CHECKSUMS_FILE, {"sha256": files})
+
+
+def record_checksum(path, digest: str, *, keep_old=False):
+    """Set the SHA-256 of ``path`` in its folder's ``checksums.json``.
+
+    ``keep_old`` keeps the digests recorded so far as well: the state while
+    the file is being replaced, so that a kill between the two writes leaves
+    a folder that still verifies.
+    """
+    path = Path(path)
+    sums = read_checksums(path.parent)
+    old = sums.get(path.name, []) if keep_old else []
+    sums[path.name] = [d for d in old if d != digest] + [digest]
+    _write_checksums(path.parent, sums)
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checksum(path, data: bytes):
+    """Raise :class:`InputError` when ``data`` (the bytes of ``path``) does not match the
+    SHA-256 recorded for it; files without a recorded checksum pass."""
+    path = Path(path)
+    expected = read_checksums(path.parent).get(path.name)
+    if expected is not None and hashlib.sha256(data).hexdigest() not in expected:
+        raise InputError(f"does not match its SHA-256 in {CHECKSUMS_FILE}: the file is "
+                         "corrupted or was changed; restore it or train the model again", path)
+
+
 def save_state(path, state: dict):
-    """Save a dict of tensors (and plain values) atomically with ``torch.save``."""
+    """Save a dict of tensors (and plain values) atomically with ``torch.save``.
+
+    The file's SHA-256 goes into the folder's ``checksums.json``: first
+    beside the old one, then alone once the file is in place.
+    """
     import torch
 
+    path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        digest = file_sha256(tmp)
+        record_checksum(path, digest, keep_old=True)
+    record_checksum(path, digest)
 
 
 def load_state(path) -> dict:
-    """Load tensors saved by :func:`save_state`, never executing pickled code."""
+    """Load tensors saved by :func:`save_state`, never executing pickled code.
+
+    Raises
+    ------
+    InputError
+        The file is missing, does not match its checksum, or is not a
+        dictionary of tensors.
+    """
     import torch
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"missing {path.name}", path.parent)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read it ({exc.strerror or exc})", path) from None
+    verify_checksum(path, data)
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
         raise InputError(f"cannot load weights ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})", path) from None
