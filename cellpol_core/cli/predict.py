@@ -72,6 +72,8 @@ def run(args) -> int:
     from ..detection.precision import check_precision
 
     check_precision(args.precision)
+    if args.d_max is not None and not 0 < args.d_max < float("inf"):  # NaN fails too
+        raise InputError(f"--d-max must be a finite distance above 0, got {args.d_max:g}")
     paths = expand_inputs(args.images)
     if not paths:
         raise InputError("no images found in " + ", ".join(args.images))
