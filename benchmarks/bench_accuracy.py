@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                                      model_voxel_size=recipe.MODEL_VOXEL_SIZE, device="cpu",
                                      seed=0)
                 run_job(train(tr_img, tr_vec, outdir=out, config=config, val_images=va_img,
-                              val_vectors=va_vec), bar)
+                              val_vectors=va_vec, overwrite=True), bar)
         with ProgressBar(disable=False) as bar:
             run_job(tune(out, tu_img, tu_vec, device="cpu"), bar)
         models[name] = out

@@ -127,7 +127,8 @@ def main(argv=None) -> int:
                     len((out / "training_log.csv").read_text().splitlines()) <= epochs:
                 with ProgressBar(disable=False) as bar:
                     run_job(train(imgs, vecs, outdir=out, config=common.replace(epochs=epochs),
-                                  init=init, resume=(out / "checkpoint_last.pt").exists()), bar)
+                                  init=init, resume=(out / "checkpoint_last.pt").exists(),
+                                  overwrite=True), bar)
             init = out
         times[name] = time.perf_counter() - t0
         with ProgressBar(disable=False) as bar:

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
                              batch_size=2, model_voxel_size=MODEL_VOXEL_SIZE, device="cpu",
                              seed=0)
         run_job(train(tr_img, tr_vec, outdir=model_dir, config=config, val_images=va_img,
-                      val_vectors=va_vec, resume=args.resume), bar)
+                      val_vectors=va_vec, resume=args.resume, overwrite=not args.resume), bar)
     # From the log, so that a resumed run reports its whole training time.
     from cellpol_core.detection.train import LOG_COLUMNS, read_training_log
     log = read_training_log(model_dir / "training_log.csv", LOG_COLUMNS)

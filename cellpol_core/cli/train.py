@@ -52,7 +52,12 @@ def register(sub):
                    help="voxel size X Y Z (2D: X Y) in µm the model works at; images are "
                         "resampled to it (default: the first image's)")
     p.add_argument("--init", metavar="MODEL", help="fine-tune from this model folder or name")
-    p.add_argument("--resume", action="store_true", help="continue from MODEL_DIR's checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue MODEL_DIR's run from its checkpoint (an interrupted run, "
+                        "else the finished one up to --epochs)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let a new run replace the model in MODEL_DIR (it is replaced only "
+                        "when the new run ends)")
     p.add_argument("--synthetic", metavar="DIR",
                    help="pre-train on this folder of synthetic images and vector CSVs (from "
                         "`cellpol gan generate`) into MODEL_DIR_synthetic, then fine-tune on "
@@ -123,6 +128,9 @@ def run(args) -> int:
             raise InputError("--val needs --val-vectors")
         val_vectors = match_vectors(val_images, args.val_vectors)
     config = train_config(args)
+    if args.resume and args.overwrite:
+        raise InputError("--resume continues the folder's run and --overwrite replaces it; "
+                         "give one")
     data = dict(val_images=val_images, val_vectors=val_vectors, channels=args.channels,
                 axes=args.axes, voxel_size=voxel_size_from_args(args))
     if getattr(args, "synthetic", None):
@@ -132,10 +140,11 @@ def run(args) -> int:
         job = train_with_synthetic(images, vectors, synthetic=args.synthetic,
                                    outdir=args.output, config=config,
                                    synthetic_epochs=args.synthetic_epochs,
-                                   prefixes=("synthetic pre-training: ", ""), **data)
+                                   prefixes=("synthetic pre-training: ", ""),
+                                   overwrite=args.overwrite, **data)
     else:
         job = train(images, vectors, outdir=args.output, config=config, init=args.init,
-                    resume=args.resume, **data)
+                    resume=args.resume, overwrite=args.overwrite, **data)
     model_dir = run_epochs(job)
     if getattr(args, "synthetic", None):
         from ..synthetic.pretrain import pretrain_dir

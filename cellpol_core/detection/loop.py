@@ -9,7 +9,9 @@ to save.
 
 The checkpoint holds the trainer's state plus ``epoch`` (epochs done),
 ``step`` (steps done in the unfinished epoch, after a cancel), ``sums`` (that
-epoch's running loss sums) and the NumPy and torch random states. Resuming
+epoch's running loss sums), the NumPy and torch random states and
+``run_id``, the id of the run that wrote it (also in the folder's config),
+so that resuming never mixes two runs. Resuming
 from it continues the run as if it had never stopped: the same weights come
 out, bit for bit.
 """
@@ -30,7 +32,7 @@ from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 
 __all__ = ["Trainer", "epoch_loop", "default_steps_per_epoch", "read_checkpoint",
-           "seed_everything", "write_training_log", "read_training_log"]
+           "check_run", "seed_everything", "write_training_log", "read_training_log"]
 
 #: Fewest batches of an epoch whose length is not given.
 MIN_STEPS_PER_EPOCH = 4
@@ -79,6 +81,23 @@ def read_checkpoint(path, *, resume: bool) -> Optional[dict]:
     return load_state(path)
 
 
+def check_run(checkpoint: dict, run_id, path):
+    """Raise unless ``checkpoint`` was written by run ``run_id`` (the folder config's).
+
+    Folders from before run ids have none in either and pass.
+
+    Raises
+    ------
+    InputError
+        The checkpoint belongs to another run: one line, naming both ids.
+    """
+    ours = str(checkpoint.get("run_id") or "")
+    if ours != str(run_id or ""):
+        raise InputError(f"belongs to another training run (run {ours or 'without id'}, "
+                         f"config.json has run {run_id or 'without id'}); it cannot resume "
+                         "this folder: start a new run with --overwrite", path)
+
+
 class Trainer(ABC):
     """What :func:`epoch_loop` needs from a trainer.
 
@@ -95,8 +114,11 @@ class Trainer(ABC):
         and ``device``, :meth:`end_epoch` the others.
     device : str
         Description of the device, for events and log rows.
+    run_id : str
+        The run's id, saved in the checkpoint ("" for folders from before run ids).
     """
 
+    run_id: str = ""
     stage: str
     outdir: Path
     checkpoint_file: str
@@ -146,7 +168,8 @@ def _save_checkpoint(trainer: Trainer, rng, *, epoch, step=0, sums=None):
     save_state(Path(trainer.outdir) / trainer.checkpoint_file, {
         **trainer.state_dict(), "epoch": int(epoch), "step": int(step),
         "sums": {k: float(v) for k, v in (sums or {}).items()},
-        "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
+        "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        "run_id": str(trainer.run_id or "")})
 
 
 def epoch_loop(trainer: Trainer, *, epochs: int, steps_per_epoch: int,

@@ -20,6 +20,14 @@ Adam with reduce-on-plateau on the validation loss (factor 0.8). The best
 weights (validation loss) and the last ones are kept; a checkpoint with the
 optimiser and random states after every epoch lets ``resume=True`` continue an
 interrupted run exactly.
+
+Model folder
+------------
+A run trains in a staging folder beside the model folder and swaps it in
+whole when its last epoch is done, holding the folder's lock meanwhile (see
+:mod:`cellpol_core.detection.runfolder`): an interrupted run leaves the old
+model as it was, and ``resume=True`` continues the interrupted run. Replacing
+a model needs ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -35,14 +43,17 @@ from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from .config import TrainConfig
 from .loop import Trainer, read_training_log, write_training_log  # noqa: F401 (re-exported)
-from .model import (CHECKPOINT_FILE, TRAINING_LOG, WEIGHTS_BEST, WEIGHTS_LAST, ModelConfig,
-                    Thresholds, load_model, read_config, save_state, write_config,
-                    write_thresholds)
+from .model import (CHECKPOINT_FILE, CHECKSUMS_FILE, CONFIG_FILE, THRESHOLDS_FILE,
+                    TRAINING_LOG, WEIGHTS_BEST, WEIGHTS_LAST, ModelConfig, Thresholds,
+                    load_model, read_config, save_state, write_config, write_thresholds)
 from ..io.resample import coord_scale, needs_resampling, resample_channels, resampled_shape
 from ..io.vectors import VectorTable
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "hm_start", "hm_end", "pull", "push", "lr",
                "seconds", "device"]
+#: The files a training run writes (their stale temporaries are removed on start).
+RUN_FILES = (CONFIG_FILE, CHECKSUMS_FILE, WEIGHTS_BEST, WEIGHTS_LAST, CHECKPOINT_FILE,
+             TRAINING_LOG)
 
 
 @dataclass
@@ -293,7 +304,8 @@ def load_annotated_images(images, vectors, *, channels=None, structures=None, ax
 
 def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[TrainConfig] = None,
           val_images: Sequence = (), val_vectors: Sequence = (), channels=None, axes=None,
-          voxel_size=None, init=None, resume=False, cancel: Optional[CancelToken] = None):
+          voxel_size=None, init=None, resume=False, overwrite=False,
+          cancel: Optional[CancelToken] = None):
     """Train (or fine-tune, or resume) a CellPol model into a model folder.
 
     A generator job: yields :class:`~cellpol_core.jobs.ProgressEvent` (stage
@@ -310,7 +322,8 @@ def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[Train
         VectorTable), one CSV per image.
     outdir : path
         The model folder to write. Its ``config.json`` records ``config``
-        under ``"training"``.
+        under ``"training"``. The run trains in a staging folder beside it
+        and replaces it whole at the end.
     config : TrainConfig, optional
         Every hyperparameter of the run (epochs, learning rate, patch size,
         seed, device...); default ``TrainConfig()``.
@@ -327,15 +340,21 @@ def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[Train
     init : path or str, optional
         A model to fine-tune; its network and voxel size are kept.
     resume : bool
-        Continue from ``outdir``'s ``checkpoint_last.pt``, exactly where it
-        stopped (after the last epoch, or where a cancel interrupted one).
+        Continue ``outdir``'s run exactly where it stopped: its interrupted
+        run (staging folder), else the finished run in ``outdir`` (up to
+        ``config.epochs``).
+    overwrite : bool
+        Let a new run replace the model (or the interrupted run) of ``outdir``.
     cancel : CancelToken, optional
         Checked between steps; on cancel the checkpoint is saved first.
 
     Raises
     ------
     InputError
-        Bad images, vectors or options, or nothing to resume.
+        Bad images, vectors or options; nothing to resume; a checkpoint of
+        another run; a model to replace without ``overwrite``.
+    FolderBusy
+        Another run trains into ``outdir`` (an InputError naming it).
 
     Examples
     --------
@@ -346,7 +365,9 @@ def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[Train
     """
     import torch
 
-    from .loop import default_steps_per_epoch, epoch_loop, read_checkpoint, seed_everything
+    from .loop import (check_run, default_steps_per_epoch, epoch_loop, read_checkpoint,
+                       seed_everything)
+    from .runfolder import RunFolder
     from .targets import get_preset
 
     config = TrainConfig() if config is None else config
@@ -359,49 +380,61 @@ def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[Train
     structures = tuple(config.structures or pair.structures)
     if not images:
         raise InputError("no training images given")
-    checkpoint = read_checkpoint(outdir / CHECKPOINT_FILE, resume=resume)
-    yield ProgressEvent("load", 0, len(images) + len(val_images), message="reading images")
-    read = dict(channels=channels, structures=structures, axes=axes, voxel_size=voxel_size)
-    train_src = load_annotated_images(images, vectors, **read)
-    val_src = load_annotated_images(val_images, val_vectors, **read) if val_images else []
-    dims = train_src[0][0].ndim
-    if any(im.ndim != dims for im, _, _ in train_src + val_src):
-        raise InputError("training images mix 2D and 3D")
+    folder = RunFolder(outdir, resume=resume, overwrite=overwrite,
+                       checkpoint_file=CHECKPOINT_FILE, own_files=RUN_FILES).open()
+    try:
+        work = folder.workdir
+        checkpoint = read_checkpoint(work / CHECKPOINT_FILE, resume=resume)
+        yield ProgressEvent("load", 0, len(images) + len(val_images), message="reading images")
+        read = dict(channels=channels, structures=structures, axes=axes, voxel_size=voxel_size)
+        train_src = load_annotated_images(images, vectors, **read)
+        val_src = load_annotated_images(val_images, val_vectors, **read) if val_images else []
+        dims = train_src[0][0].ndim
+        if any(im.ndim != dims for im, _, _ in train_src + val_src):
+            raise InputError("training images mix 2D and 3D")
 
-    model_config, init_state = _model_config(outdir, config, train_src, structures, pair,
-                                             init=init, resume=checkpoint is not None)
-    if model_config.spatial_dims != dims:
-        raise InputError(f"the model is {model_config.spatial_dims}D but the images are {dims}D")
-    items, val_items = _training_items(train_src, val_src, model_config, config.val_fraction)
+        model_config, init_state = _model_config(work, config, train_src, structures, pair,
+                                                 init=init, resume=checkpoint is not None)
+        if checkpoint is not None:
+            check_run(checkpoint, model_config.run_id, work / CHECKPOINT_FILE)
+        else:
+            model_config.run_id = folder.run_id
+        if model_config.spatial_dims != dims:
+            raise InputError(f"the model is {model_config.spatial_dims}D but the images are "
+                             f"{dims}D")
+        items, val_items = _training_items(train_src, val_src, model_config, config.val_fraction)
 
-    net = build_network_from_config(model_config)
-    patch_size = config.patch_size or (tuple(model_config.patch_size) or (
-        (64, 128, 128) if dims == 3 else (256, 256)))
-    patch_size = fit_patch_size(patch_size, [it.spatial_shape for it in items],
-                                net.size_multiple())
-    model_config.patch_size = tuple(patch_size)
-    model_config.training = config
-    if config.num_threads:
-        torch.set_num_threads(int(config.num_threads))
-    if init_state is not None:
-        net.load_state_dict(init_state)
-    trainer = _ModelTrainer(net, items, val_items, model_config=model_config, config=config,
-                            outdir=outdir, rng_seed=config.seed)
-    outdir.mkdir(parents=True, exist_ok=True)
-    write_config(outdir, model_config)
-    if not (outdir / "thresholds.json").exists():
-        # Until tuned: the joint assignment with λ = 0 (distance, gated by the
-        # embeddings), which beat the greedy rule on held-out phantoms.
-        write_thresholds(outdir, Thresholds(d_min_um=_default_dmin(model_config),
-                                            d_max_um=pair.d_max, delta=config.delta,
-                                            embed_weight=0.0 if model_config.embedding
-                                            else None))
-    steps = config.steps_per_epoch or default_steps_per_epoch(
-        [it.spatial_shape for it in items], patch_size, config.batch_size)
-    yield from epoch_loop(trainer, epochs=config.epochs, steps_per_epoch=steps, rng=rng,
-                          checkpoint=checkpoint, cancel=cancel,
-                          start_data={"patch_size": patch_size,
-                                      "n_val_patches": len(trainer.val_set)})
+        net = build_network_from_config(model_config)
+        patch_size = config.patch_size or (tuple(model_config.patch_size) or (
+            (64, 128, 128) if dims == 3 else (256, 256)))
+        patch_size = fit_patch_size(patch_size, [it.spatial_shape for it in items],
+                                    net.size_multiple())
+        model_config.patch_size = tuple(patch_size)
+        model_config.training = config
+        if config.num_threads:
+            torch.set_num_threads(int(config.num_threads))
+        if init_state is not None:
+            net.load_state_dict(init_state)
+        trainer = _ModelTrainer(net, items, val_items, model_config=model_config, config=config,
+                                outdir=work, rng_seed=config.seed)
+        trainer.run_id = model_config.run_id
+        write_config(work, model_config)
+        if not (work / THRESHOLDS_FILE).exists():
+            # Until tuned: the joint assignment with λ = 0 (distance, gated by the
+            # embeddings), which beat the greedy rule on held-out phantoms.
+            write_thresholds(work, Thresholds(d_min_um=_default_dmin(model_config),
+                                              d_max_um=pair.d_max, delta=config.delta,
+                                              embed_weight=0.0 if model_config.embedding
+                                              else None))
+        steps = config.steps_per_epoch or default_steps_per_epoch(
+            [it.spatial_shape for it in items], patch_size, config.batch_size)
+        yield from epoch_loop(trainer, epochs=config.epochs, steps_per_epoch=steps, rng=rng,
+                              checkpoint=checkpoint, cancel=cancel,
+                              start_data={"patch_size": patch_size,
+                                          "n_val_patches": len(trainer.val_set)})
+        folder.commit()
+    finally:
+        folder.close()
     return outdir
 
 

@@ -34,7 +34,10 @@ GAN folder
         masks.npz           the mask dictionary (:class:`~cellpol_core.synthetic.masks.MaskDictionary`)
 
 Weights load with ``torch.load(weights_only=True)``: opening a GAN folder
-never runs code.
+never runs code, and their SHA-256 in ``checksums.json`` is checked. A run
+holds the folder's lock (:class:`cellpol_core.io.lock.FolderLock`), removes
+stale temporaries of its files on start, and writes ``run_id`` into
+``config.json`` and the checkpoint, so that resuming never mixes two runs.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ CHECKPOINT_FILE = "checkpoint_last.pt"
 TRAINING_LOG = "training_log.csv"
 DICTIONARY_FILE = "masks.npz"
 LOG_COLUMNS = ["epoch", "d_loss", "g_loss", "l1", "seconds", "device"]
+#: The files a GAN run writes (their stale temporaries are removed on start).
+RUN_FILES = (CONFIG_FILE, "checksums.json", GENERATOR_FILE, DISCRIMINATOR_FILE, CHECKPOINT_FILE,
+             TRAINING_LOG, DICTIONARY_FILE)
 NORMALISATION = {"method": "percentile", "low": 0.05, "high": 99.95}
 
 
@@ -356,15 +362,36 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
     InputError
         Bad images or options, or nothing to resume.
     """
-    from ..detection.loop import (default_steps_per_epoch, epoch_loop, read_checkpoint,
-                                  seed_everything)
-    from ..detection.network import device_description, select_device
-    from ..detection.train import PatchSampler, fit_patch_size
+    from ..detection.loop import seed_everything
+    from ..io.lock import FolderLock
 
     outdir = Path(outdir)
     rng = seed_everything(seed)
     if epochs < 1:
         raise InputError(f"epochs must be at least 1, got {epochs}")
+    lock = FolderLock(outdir, what="GAN training").acquire()
+    try:
+        return (yield from _train_gan_locked(
+            images, vectors, outdir=outdir, epochs=epochs, patch=patch,
+            base_filters=base_filters, depth=depth, disc_layers=disc_layers,
+            batch_size=batch_size, lr=lr, lambda_l1=lambda_l1, steps_per_epoch=steps_per_epoch,
+            rng=rng, device=device, precision=precision, resume=resume, channels=channels,
+            structures=structures, axes=axes, voxel_size=voxel_size, box_um=box_um,
+            augment_p=augment_p, cancel=cancel))
+    finally:
+        lock.release()
+
+
+def _train_gan_locked(images, vectors, *, outdir, epochs, patch, base_filters, depth,
+                      disc_layers, batch_size, lr, lambda_l1, steps_per_epoch, rng, device,
+                      precision, resume, channels, structures, axes, voxel_size, box_um,
+                      augment_p, cancel):
+    from ..detection.loop import check_run, default_steps_per_epoch, epoch_loop, read_checkpoint
+    from ..detection.network import device_description, select_device
+    from ..detection.runfolder import clean_temporaries, new_run_id
+    from ..detection.train import PatchSampler, fit_patch_size
+
+    clean_temporaries(outdir, RUN_FILES)
     yield ProgressEvent("load", 0, len(images), message="reading images")
     pairs = load_annotated(images, vectors, channels=channels, structures=structures, axes=axes,
                            voxel_size=voxel_size)
@@ -372,12 +399,14 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
     ck = read_checkpoint(outdir / CHECKPOINT_FILE, resume=resume)
     if ck is not None:
         cfg = read_gan_config(outdir)
+        check_run(ck, cfg.get("run_id"), outdir / CHECKPOINT_FILE)
     else:
         if len(patch) != dims:
             raise InputError(f"patch must have {dims} sizes for {dims}D images, got {tuple(patch)}")
         cfg = _new_gan_config(pairs, dims, patch=patch, base_filters=base_filters, depth=depth,
                               disc_layers=disc_layers, structures=structures, box_um=box_um,
                               lambda_l1=lambda_l1, lr=lr, batch_size=batch_size)
+        cfg["run_id"] = new_run_id()
     if int(cfg.get("spatial_dims", dims)) != dims:
         raise InputError(f"the GAN is {cfg['spatial_dims']}D but the images are {dims}D")
     vs = tuple(cfg["voxel_size_zyx_um"])
@@ -399,6 +428,7 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
                           lambda_l1=float(cfg.get("lambda_l1", lambda_l1)), augment_p=augment_p,
                           dev=dev, device=device_description(dev), precision=precision,
                           outdir=outdir)
+    trainer.run_id = str(cfg.get("run_id") or "")
     outdir.mkdir(parents=True, exist_ok=True)
     write_json(outdir / CONFIG_FILE, cfg)
     MaskDictionary(starts, ends, vs, ndim=dims, structures=tuple(cfg["structures"]),

@@ -76,7 +76,7 @@ def _tagged(job, *, phase, prefix, epoch_offset=0):
 def train_with_synthetic(images, vectors, *, synthetic, outdir,
                          config: Optional[TrainConfig] = None, synthetic_epochs=None,
                          synthetic_only=False, val_images=(), val_vectors=(), channels=None,
-                         axes=None, voxel_size=None, init=None, resume=False,
+                         axes=None, voxel_size=None, init=None, resume=False, overwrite=False,
                          prefixes=("synthetic: ", "fine-tuning: "),
                          cancel: Optional[CancelToken] = None):
     """Pre-train on a synthetic folder, then fine-tune on real images (a generator job).
@@ -114,6 +114,8 @@ def train_with_synthetic(images, vectors, *, synthetic, outdir,
     init, resume
         Refused: pre-training chooses the starting model, and resuming
         concerns one training run.
+    overwrite : bool
+        Let the runs replace the models in ``outdir`` and its pre-training folder.
     prefixes : (str, str)
         Message prefixes of the synthetic and the real phase.
     cancel : CancelToken, optional
@@ -137,12 +139,16 @@ def train_with_synthetic(images, vectors, *, synthetic, outdir,
     syn_config = config.replace(epochs=n_syn)
     syn_images, syn_vectors = synthetic_pairs(synthetic)
     if synthetic_only:
-        job = train(syn_images, syn_vectors, outdir=outdir, config=syn_config, cancel=cancel)
+        job = train(syn_images, syn_vectors, outdir=outdir, config=syn_config,
+                    overwrite=overwrite, cancel=cancel)
         return (yield from _tagged(job, phase="synthetic", prefix=prefixes[0]))
+    from ..detection.runfolder import check_new_run
+
+    check_new_run(outdir, overwrite=overwrite, checkpoint_file="checkpoint_last.pt")  # before work
     job = train(syn_images, syn_vectors, outdir=pretrain_dir(outdir), config=syn_config,
-                cancel=cancel)
+                overwrite=overwrite, cancel=cancel)
     pretrained = yield from _tagged(job, phase="synthetic", prefix=prefixes[0])
     job = train(images, vectors, outdir=outdir, config=config, val_images=val_images,
                 val_vectors=val_vectors, channels=channels, axes=axes, voxel_size=voxel_size,
-                init=str(pretrained), cancel=cancel)
+                init=str(pretrained), overwrite=overwrite, cancel=cancel)
     return (yield from _tagged(job, phase="real", prefix=prefixes[1], epoch_offset=n_syn))
