@@ -169,11 +169,40 @@ class TrainDialog(QDialog):
         self._update_validation()
         self._update_resume()
 
+    #: Whether the user agreed to replace the model (or interrupted run) of the folder.
+    overwrite = False
+
+    def accept(self):
+        """Ask before a new run replaces a model or an interrupted run; then close."""
+        if self.resume() or self.confirm_replace():
+            super().accept()
+
+    def confirm_replace(self) -> bool:
+        """True when the model folder is free, or the user agrees to replace what it holds."""
+        from PySide6.QtWidgets import QMessageBox
+
+        from cellpol_core.detection.runfolder import holds_model, pending_run
+
+        folder = self._model_dir()
+        trained = holds_model(folder)
+        if not trained and pending_run(folder, "checkpoint_last.pt") is None:
+            self.overwrite = False
+            return True
+        what = "a trained model" if trained else "a cancelled training that can be resumed"
+        answer = QMessageBox.question(
+            self, "Replace model", f"The model folder {folder.name} holds {what}. Replace it? "
+            "(It stays as it is until the new training ends.)")
+        self.overwrite = answer == QMessageBox.StandardButton.Yes
+        return self.overwrite
+
     def _model_dir(self) -> Path:
         return self.project.root / "models" / self.model_name()
 
     def _update_resume(self):
-        can = (self._model_dir() / "checkpoint_last.pt").is_file()
+        from cellpol_core.detection.runfolder import pending_run
+
+        can = ((self._model_dir() / "checkpoint_last.pt").is_file()
+               or pending_run(self._model_dir(), "checkpoint_last.pt") is not None)
         self.resume_box.setEnabled(can)
         if not can:
             self.resume_box.setChecked(False)
@@ -215,7 +244,8 @@ class TrainDialog(QDialog):
         """Keyword arguments for :meth:`AnnotatorWindow.train`.
 
         ``config`` (:meth:`config`), ``name``, ``init`` (None when resuming),
-        ``val_images`` when validation images are chosen, ``resume`` when set.
+        ``val_images`` when validation images are chosen, ``resume`` when set,
+        ``overwrite`` when the user agreed to replace the folder's model.
         """
         resume = self.resume()
         out = {"config": self.config(), "name": self.model_name(),
@@ -224,4 +254,6 @@ class TrainDialog(QDialog):
             out["val_images"] = self.validation_images()
         if resume:
             out["resume"] = True
+        elif self.overwrite:
+            out["overwrite"] = True
         return out
