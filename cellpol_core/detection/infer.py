@@ -298,7 +298,6 @@ def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel,
     prec = resolve_precision(precision, dev)
     # predict_files passes a resolved Precision and shows its notice once per batch.
     notice = None if isinstance(precision, Precision) else prec.notice
-    net = inference_net(model.net, prec)
     n = len(plan.origins)
     yield "progress", ProgressEvent("tiles", 0, n, message=f"{n} tiles of {plan.tile}",
                                     data={"notice": notice} if notice else {})
@@ -312,6 +311,7 @@ def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel,
     # keeps memory bounded and the reader's state single-threaded.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellpol-tiles") as pool:
         pending = pool.submit(read_batch, starts[0]) if starts else None
+        net = inference_net(model.net, prec)  # cast (once per model) while tile 1 is read
         for i, b in enumerate(starts):
             if cancel is not None:
                 cancel.check()
