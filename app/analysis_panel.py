@@ -66,6 +66,19 @@ COLUMNS = (
     ("mean angle to ref. °", "mean_angle_to_reference_deg", "{:.1f}"),
 )
 HEADERS = ("image",) + tuple(c[0] for c in COLUMNS)
+#: Shown column titles (two short lines, so that the table fits a side dock) and tooltips.
+HEADER_LABELS = {"mean azimuth °": ("mean\ndirection °", "Mean direction in the image "
+                                    "(0° = right, 90° = up)"),
+                 "to ref. °": ("to\nref. °", "Mean direction relative to the reference"),
+                 "R": ("R", "Resultant length: 0 = no common direction, 1 = all alike"),
+                 "circular SD °": ("circ.\nSD °", "Circular standard deviation"),
+                 "Rayleigh p": ("Rayleigh\np", "Rayleigh test: p of no common direction"),
+                 "V-test p": ("V-test\np", "V-test: p of no polarity towards the reference"),
+                 "3D R": ("3D\nR", "Resultant length of the 3D unit vectors"),
+                 "mean angle to ref. °": ("angle to\nref. °", "Mean 3D angle between the "
+                                          "vectors and the reference")}
+#: Below this width (pixels) the rose goes under the table instead of beside it.
+NARROW_PX = 640
 SOURCES = ("annotations", "predictions")
 ROSE_BINS = 36
 _BAR_RGB = (72, 120, 168)
@@ -143,17 +156,26 @@ class AnalysisPanel(QWidget):
         self.reference_spin.setSuffix(" °")
         self.reference_spin.setToolTip("Azimuth: 0° = right, 90° = up on screen")
         self.reference_spin.setEnabled(False)
+        self.draw_button = QPushButton("Draw…")
+        self.draw_button.setCheckable(True)
+        self.draw_button.setToolTip("Drag on the XY view from the tail to the head of the "
+                                    "reference direction")
+        self.draw_button.toggled.connect(self._drawing_toggled)
         self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("Recompute the statistics")
         self.export_button = QPushButton("Export report…")
         self.export_button.setToolTip("CSV summaries and rose plots of these images "
                                       "(cellpol stats) into a folder")
-        bar = QHBoxLayout()
-        for w in (QLabel("Vectors:"), self.source_combo, QLabel("Plane:"), self.plane_combo,
-                  self.reference_box, self.reference_spin):
+        bar = QHBoxLayout()  # two rows: the panel fits a side dock
+        for w in (QLabel("Vectors:"), self.source_combo, QLabel("Plane:"), self.plane_combo):
             bar.addWidget(w)
         bar.addStretch(1)
         bar.addWidget(self.refresh_button)
-        bar.addWidget(self.export_button)
+        bar2 = QHBoxLayout()
+        for w in (self.reference_box, self.reference_spin, self.draw_button):
+            bar2.addWidget(w)
+        bar2.addStretch(1)
+        bar2.addWidget(self.export_button)
 
         self.table = QTableWidget(0, len(HEADERS))
         self.table.setHorizontalHeaderLabels(HEADERS)
@@ -163,6 +185,11 @@ class AnalysisPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents)
+        for k, header in enumerate(HEADERS):
+            label, tip = HEADER_LABELS.get(header, (header, header))
+            item = QTableWidgetItem(label)
+            item.setToolTip(tip)
+            self.table.setHorizontalHeaderItem(k, item)
 
         self.rose = pg.PlotWidget(background="#101010")
         self.rose.setAspectLocked(True)
@@ -170,7 +197,7 @@ class AnalysisPanel(QWidget):
         self.rose.hideAxis("bottom")
         self.rose.setMouseEnabled(False, False)
         self.rose.hideButtons()
-        self.rose.setMinimumSize(220, 220)
+        self.rose.setMinimumSize(150, 150)  # fits a side dock above Contrast
         self.rose.setRange(xRange=(-1.15, 1.15), yRange=(-1.15, 1.15), padding=0)
         grid_pen = pg.mkPen(120, 120, 120, 150, width=1)
         t = np.linspace(0, 2 * np.pi, 121)
@@ -207,9 +234,11 @@ class AnalysisPanel(QWidget):
         split.addWidget(rose_box)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        self.split = split
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
+        layout.addLayout(bar2)
         layout.addWidget(split, 1)
         layout.addWidget(self.note)
 
@@ -221,6 +250,9 @@ class AnalysisPanel(QWidget):
             item.setZValue(30)
             item.setVisible(False)
         self._arrow_view = None
+        self._arrow_shown = True  # False while the dock is closed
+        self._draw_view = None
+        self._draw_start = None
 
         self.source_combo.currentIndexChanged.connect(lambda _: self.refresh())
         self.plane_combo.currentIndexChanged.connect(lambda _: self.refresh())
@@ -347,6 +379,11 @@ class AnalysisPanel(QWidget):
         if self.rows:
             self.table.selectRow(min(max(selected, 0), len(self.rows) - 1))
         self.table.blockSignals(False)
+        for j in range(1, len(HEADERS)):  # no reference, 2D: those columns say nothing
+            empty = all(not (self.table.item(i, j) and self.table.item(i, j).text())
+                        for i in range(len(self.rows)))
+            self.table.setColumnHidden(j, empty and bool(self.rows))
+        self.fit_dock()
         relative = self.reference_deg is not None
         self.note.setText(
             "Angles: 0° = right, 90° = up on screen; mean azimuth as in the image"
@@ -439,7 +476,7 @@ class AnalysisPanel(QWidget):
             self._arrow_view = view
         ref = self.reference_deg
         ortho = self.window.ortho
-        if ref is None or ortho.planes is None:
+        if ref is None or ortho.planes is None or not self._arrow_shown:
             self.image_arrow_line.setVisible(False)
             self.image_arrow_head.setVisible(False)
             return
@@ -456,6 +493,87 @@ class AnalysisPanel(QWidget):
         self.image_arrow_head.setPos(float(h[1]), float(v[1]))
         self.image_arrow_line.setVisible(True)
         self.image_arrow_head.setVisible(True)
+
+    def fit_dock(self):
+        """Widen the Analysis dock so that every shown column is on screen.
+
+        The window's minimum sizes keep its XY view usable whatever this asks.
+        """
+        w = self.window
+        dock = getattr(w, "analysis_dock", None)
+        if dock is None or dock.isHidden() or dock.isFloating():
+            return
+        self.table.resizeColumnsToContents()
+        need = sum(self.table.columnWidth(k) for k in range(self.table.columnCount())
+                   if not self.table.isColumnHidden(k))
+        need += 2 * self.table.frameWidth() + 24  # the frame, margins and a scroll bar
+        if dock.width() < need:
+            w.resizeDocks([dock], [need], Qt.Orientation.Horizontal)
+
+    def set_arrow_shown(self, on: bool):
+        """Show the reference arrow on the XY view (only while the Analysis dock is open)."""
+        self._arrow_shown = bool(on)
+        if not on:
+            self.draw_button.setChecked(False)
+        self._update_reference_arrow()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        # In a narrow dock the rose goes under the table, which then has the full width.
+        narrow = self.width() < NARROW_PX
+        self.split.setOrientation(Qt.Orientation.Vertical if narrow
+                                  else Qt.Orientation.Horizontal)
+
+    # ------------------------------------------------------------------ drawing
+    def _drawing_toggled(self, on):
+        view = self._xy_view()
+        if view is None:
+            return
+        if on:
+            self._draw_view = view
+            view.viewport().installEventFilter(self)
+            view.viewport().setCursor(Qt.CursorShape.CrossCursor)
+            self._message("Drag on the XY view from the tail to the head of the reference")
+        else:
+            view.viewport().removeEventFilter(self)
+            view.viewport().unsetCursor()
+            self._draw_view = self._draw_start = None
+
+    def reference_from_drag(self, start, end):
+        """Set the reference to the direction from ``start`` to ``end`` ((z, y, x) voxels).
+
+        The angle is in µm on the xy plane (0° = right, 90° = up on screen).
+        Returns it, or None (nothing set) for a drag shorter than a voxel.
+        """
+        vs = (self.window.voxel_size if self.window is not None else None) or (1.0, 1.0, 1.0)
+        d = np.asarray(end, float) - np.asarray(start, float)
+        if np.hypot(d[1], d[2]) < 1.0:
+            return None
+        angle = math.degrees(math.atan2(-d[1] * vs[1], d[2] * vs[2]))  # y points down
+        self.set_reference(round(angle, 1))
+        return self.reference_deg
+
+    def eventFilter(self, obj, event):
+        from PySide6.QtCore import QEvent
+
+        view = self._draw_view
+        if view is None or obj is not view.viewport():
+            return super().eventFilter(obj, event)
+        kind = event.type()
+        if kind not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove,
+                        QEvent.Type.MouseButtonRelease):
+            return super().eventFilter(obj, event)
+        if event.button() not in (Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton) or \
+                (kind == QEvent.Type.MouseMove and self._draw_start is None):
+            return super().eventFilter(obj, event)
+        point = view.scene_to_point(view.mapToScene(event.position().toPoint()))
+        if kind == QEvent.Type.MouseButtonPress:
+            self._draw_start = point
+        elif kind == QEvent.Type.MouseButtonRelease and self._draw_start is not None:
+            start, self._draw_start = self._draw_start, None
+            if self.reference_from_drag(start, point) is not None:
+                self.draw_button.setChecked(False)
+        return True  # the drag draws; it neither pans nor annotates
 
     # ------------------------------------------------------------------ report
     def export_report_dialog(self):
@@ -576,9 +694,10 @@ def install_analysis_panel(window) -> AnalysisPanel:
 
     panel = AnalysisPanel(window)
     dock, menus = install_dock(window, panel, title="Analysis", name="analysis",
-                               area=Qt.DockWidgetArea.BottomDockWidgetArea,
-                               view_text="&Analysis")
+                               view_text="&Analysis", scroll=True)  # a side tab
     window.analysis_dock = dock
+    # No stale arrow once the dock is closed (a tab behind another still counts as open).
+    dock.toggleViewAction().toggled.connect(panel.set_arrow_shown)
     action = QAction("Polarity &statistics…", window)
     action.triggered.connect(lambda: show_analysis(window))
     if "Jobs" in menus:
@@ -593,3 +712,4 @@ def show_analysis(window):
     from .docks import show_dock
 
     show_dock(window.analysis_dock)
+    window.analysis_panel.fit_dock()

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QMenu,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -40,7 +41,8 @@ from cellpol_core.errors import InputError
 
 from .annotations import AnnotationModel
 from .commands import SwapEnds, accept_predictions
-from .dialogs import ChannelChoice, ChannelDialog
+from .dialogs import ChannelChoice, ChannelDialog, evaluation_summary
+from .docks import arrange_docks, raise_dock, scrollable, side_width
 from .job_controller import JobController
 from .project import DEFAULT_COLORS
 from .project_actions import ProjectActions
@@ -48,6 +50,11 @@ from .slices import LayerPanel, OrthoViews
 from .viewer import CSV_FILTER, LoadedImage, ViewerWindow, load_channels
 
 __all__ = ["PairsTableModel", "AnnotatorWindow", "apply_channel_choice"]
+
+#: Smallest width and height of the XY slice view, pixels.
+MIN_XY_PX = 300
+#: Version of the saved dock layout (bump when the docks change).
+LAYOUT_VERSION = 2
 
 
 def apply_channel_choice(loaded: LoadedImage, choice: ChannelChoice) -> LoadedImage:
@@ -171,6 +178,9 @@ class AnnotatorWindow(ViewerWindow):
         # The bar's Vectors box and the layer panel's are one setting.
         self.layer_panel.boxes["vectors"].toggled.connect(self.vectors_box.setChecked)
         self.vectors_box.toggled.connect(self.layer_panel.boxes["vectors"].setChecked)
+        from .help import install_help
+        install_help(self)  # Help → quick start, shortcuts, README; tooltips
+        self._build_layout()
         self._annotations_changed()
 
     # ------------------------------------------------------------------ building
@@ -186,6 +196,9 @@ class AnnotatorWindow(ViewerWindow):
         self.pairs_table.verticalHeader().setDefaultSectionSize(
             self.pairs_table.fontMetrics().height() + 6)
         self.pairs_title = QLabel("Pairs")
+        # A longer title must not resize the views: it is clipped (full text in the tooltip).
+        self.pairs_title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.pairs_title.setMinimumWidth(1)
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
@@ -193,7 +206,10 @@ class AnnotatorWindow(ViewerWindow):
         side_layout.addWidget(self.layer_panel)
         side_layout.addWidget(self.pairs_title)
         side_layout.addWidget(self.pairs_table, 1)
+        # The XY view never gets too small to annotate in (docks go to the side instead).
+        xy.setMinimumSize(MIN_XY_PX, MIN_XY_PX)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setChildrenCollapsible(False)
         self.splitter.addWidget(self.ortho)
         self.splitter.addWidget(side)
         self.splitter.setStretchFactor(0, 4)
@@ -300,6 +316,10 @@ class AnnotatorWindow(ViewerWindow):
         self.view3d_dock = QDockWidget("3D view", self)
         self.view3d_dock.setObjectName("view3d")
         self.view3d_dock.setWidget(self.view3d)
+        # Floating moves the OpenGL view to a new top-level window, whose new GL context the
+        # vispy scene does not survive (GL_INVALID_VALUE, a black view): it stays docked.
+        self.view3d_dock.setFeatures(self.view3d_dock.features()
+                                     & ~QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.view3d_dock)
         self.resizeDocks([self.view3d_dock], [420], Qt.Orientation.Horizontal)
         view_menu = self.menuBar().actions()[2].menu()
@@ -343,23 +363,40 @@ class AnnotatorWindow(ViewerWindow):
         self.metrics_panel = MetricsPanel()
         self.metrics_dock = QDockWidget("Evaluation", self)
         self.metrics_dock.setObjectName("evaluation")
-        self.metrics_dock.setWidget(self.metrics_panel)
+        self.metrics_dock.setWidget(scrollable(self.metrics_panel))
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.metrics_dock)
         self.metrics_dock.setVisible(False)
+        self.metrics_panel.evaluate_button.clicked.connect(lambda: self.evaluate())
         self.evaluation = None
         self.tune_report = None
 
-    def evaluate(self, *, border_um: float = BORDER_UM, levels: str = "nucleus-golgi"):
+    def evaluate(self, *, border_um: float = BORDER_UM, levels: str = "nucleus-golgi",
+                 region=None, margin_um: float = None):
         """Evaluate the shown predictions against the annotations of the current image.
 
-        Shows TPR and FDR vs level and the metrics table in the Evaluation dock.
+        Shows TPR and FDR vs level and the metrics table in the Evaluation dock,
+        with a line saying what was assumed.
+
+        Parameters
+        ----------
+        border_um : float
+            Vectors with an endpoint this close to the x/y edge are left out.
+        levels : str
+            Threshold preset.
+        region : {"annotated", "image"}, optional
+            ``"annotated"``: only inside the annotations' bounding box grown by
+            ``margin_um`` (for partial annotations); ``"image"``: the
+            annotations are taken as complete. By default the Evaluation
+            dock's choice.
+        margin_um : float, optional
+            By default the dock's margin.
 
         Returns
         -------
         EvalResult or None
             None (with a message) when there are no annotations or predictions.
         """
-        from cellpol_core.detection.evaluate import evaluate_vectors
+        from cellpol_core.detection.evaluate import annotated_region, evaluate_vectors
 
         if self.loaded is None:
             self.statusBar().showMessage("Open an image first", 4000)
@@ -368,37 +405,47 @@ class AnnotatorWindow(ViewerWindow):
             self.show_error("Evaluate needs annotations (ground truth) and predictions "
                             "(run Jobs → Predict or open a vectors CSV) for this image")
             return None
+        panel = self.metrics_panel
+        region = panel.region_mode() if region is None else region
+        margin_um = panel.margin_spin.value() if margin_um is None else float(margin_um)
+        if region not in ("annotated", "image"):
+            raise ValueError(f"region must be 'annotated' or 'image', got {region!r}")
         gt = self.annotations.to_table()
-        result = evaluate_vectors(gt, self.vectors, voxel_size=self.voxel_size,
-                                  shape=self.ortho.shape if self.is_3d else self.ortho.shape[1:],
-                                  border_um=border_um, levels=levels)
+        shape = self.ortho.shape if self.is_3d else self.ortho.shape[1:]
+        box = annotated_region(gt, margin_um=margin_um, voxel_size=self.voxel_size,
+                               shape=shape) if region == "annotated" else None
+        result = evaluate_vectors(gt, self.vectors, voxel_size=self.voxel_size, shape=shape,
+                                  border_um=border_um, levels=levels, region=box)
         self.evaluation = result
         name = self.image_path.name if self.image_path else "image"
-        f1 = result.f1(5)
-        self.metrics_panel.set_result(
-            result, title=f"{name}: {result.g} annotated, {result.p} predicted "
-                          f"(border {border_um:g} {result.unit}; {result.gt_excluded} + "
-                          f"{result.pred_excluded} excluded) · F1 at level 5: "
-                          + ("–" if f1 is None else f"{f1:.3f}"))
+        summary = evaluation_summary(result, border_um=border_um, margin_um=margin_um)
+        panel.set_result(result, title=f"<b>{name}</b>: {summary}")
         self.metrics_dock.setWindowTitle("Evaluation")
-        self.metrics_dock.setVisible(True)
+        raise_dock(self.metrics_dock)
         return result
 
     def show_tune_report(self, report):
         """Show a :func:`cellpol_core.detection.tune.tune` report in the Evaluation dock."""
-        from cellpol_core.detection.tune import format_report
+        from .dialogs import tune_report_html
 
         self.tune_report = report
-        text = format_report(report)
-        self.metrics_panel.set_rows(report["table"], title=text.replace("\n", "<br>"))
+        self.metrics_panel.set_rows(report["table"], title=tune_report_html(report))
+        self.metrics_panel.set_tuning(True)
         self.metrics_dock.setWindowTitle("Tuning report")
-        self.metrics_dock.setVisible(True)
+        raise_dock(self.metrics_dock)
         self.show_message(f"Tuned: F1 {report['f1_before']:.3f} → {report['f1_after']:.3f}")
 
     def _build_loss_plot(self):
         import pyqtgraph as pg
         from PySide6.QtWidgets import QDockWidget
 
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.setContentsMargins(4, 4, 4, 4)
+        #: What the training is doing (epoch, loss, ETA), in words; wraps in a narrow dock.
+        self.training_status = QLabel("No training yet: Jobs → Train / fine-tune…")
+        self.training_status.setWordWrap(True)
+        layout.addWidget(self.training_status)
         self.loss_plot = pg.PlotWidget(background="#101010")
         self.loss_plot.setLabel("bottom", "epoch")
         self.loss_plot.setLabel("left", "loss")
@@ -407,12 +454,87 @@ class AnnotatorWindow(ViewerWindow):
                                                symbol="o", symbolSize=5, name="train")
         self.val_curve = self.loss_plot.plot([], [], pen=pg.mkPen(255, 170, 40, width=2),
                                              symbol="o", symbolSize=5, name="validation")
+        # Shown instead of an empty 0–1 axis until the first epoch has ended.
+        self.loss_waiting = QLabel("Waiting for the first epoch…")
+        self.loss_waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.loss_waiting.setStyleSheet("background: #101010; color: #b0b0b0;")
+        self.loss_waiting.setVisible(False)
+        layout.addWidget(self.loss_plot, 1)
+        layout.addWidget(self.loss_waiting, 1)
         self.loss_dock = QDockWidget("Training", self)
         self.loss_dock.setObjectName("training")
-        self.loss_dock.setWidget(self.loss_plot)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.loss_dock)
+        self.loss_dock.setWidget(panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.loss_dock)
         self.loss_dock.setVisible(False)
         self.loss_history = {"epoch": [], "train": [], "val": []}
+
+    def _build_layout(self):
+        """Docks in their default places, then the user's saved layout (View → Reset layout)."""
+        from PySide6.QtWidgets import QTabWidget
+
+        self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas, QTabWidget.TabPosition.North)
+        layer_tips = {"start": "Show or hide the start channel", "end": "Show or hide the end "
+                      "channel", "pairs": "Show or hide your annotated pairs (white arrows)",
+                      "vectors": "Show or hide the predicted vectors (blue arrows)"}
+        for key, box in self.layer_panel.boxes.items():
+            if not box.toolTip() and key in layer_tips:
+                box.setToolTip(layer_tips[key])
+        if not self.vectors_box.toolTip():
+            self.vectors_box.setToolTip("Show or hide the predicted (or loaded) vectors (V)")
+        # Long texts are clipped rather than widening the window past a laptop screen.
+        self.position_label.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                          QSizePolicy.Policy.Preferred)
+        self.position_label.setMinimumWidth(40)
+        self.device_label.setMaximumWidth(300)
+        self.device_label.setToolTip("Where the models run (predict, train)")
+        arrange_docks(self)
+        self._layout_restored = self._side_sized = False
+        self.reset_layout_action = QAction("&Reset layout", self)
+        self.reset_layout_action.setStatusTip("Put the panels back where they were at first")
+        self.reset_layout_action.triggered.connect(self.reset_layout)
+        view_menu = self.menuBar().actions()[2].menu()
+        for dock, text in ((self.loss_dock, "&Training"), (self.metrics_dock, "&Evaluation")):
+            toggle = dock.toggleViewAction()
+            toggle.setText(text)
+            toggle.setStatusTip(f"Show or hide the {dock.windowTitle()} panel")
+            view_menu.addAction(toggle)
+        view_menu.addSeparator()
+        view_menu.addAction(self.reset_layout_action)
+        if self.settings is not None:
+            state = self.settings.value("windowState")
+            if state is not None:  # False (ignored) for an older layout version
+                self._layout_restored = bool(self.restoreState(state, LAYOUT_VERSION))
+            last = self.settings.value("lastDir")
+            if last and Path(str(last)).is_dir():
+                ViewerWindow.remember_dir(self, str(last))
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        if self._side_sized:
+            return
+        self._side_sized = True
+        if not self._layout_restored:  # the side column's width once the window has its size
+            self.resizeDocks([self.view3d_dock], [side_width(self.width())],
+                             Qt.Orientation.Horizontal)
+
+    def reset_layout(self):
+        """The docks back in their default places (job docks hidden)."""
+        from .docks import TABBED_DOCKS
+
+        arrange_docks(self)
+        for name in TABBED_DOCKS:
+            getattr(self, name).setVisible(False)
+        self.view3d_dock.setVisible(self.is_3d)
+        self.contrast_dock.setVisible(True)
+        self.resizeDocks([self.view3d_dock], [side_width(self.width())],
+                         Qt.Orientation.Horizontal)
+
+    def save_layout(self):
+        """Keep the dock layout and the window's geometry in the settings."""
+        if self.settings is not None:
+            self.settings.setValue("windowState", self.saveState(LAYOUT_VERSION))
+            self.settings.setValue("windowGeometry", self.saveGeometry())
+            self.settings.sync()
 
     # ------------------------------------------------------------------ jobs (cellpol_app.host)
     def start_job(self, name, factory, *args, **kwargs) -> bool:
@@ -442,6 +564,7 @@ class AnnotatorWindow(ViewerWindow):
     # The scripting API of the project actions (see cellpol_app.project_actions).
     def set_project(self, project):
         self.project_actions.set_project(project)
+        self.update_title()
 
     def open_project(self, folder) -> bool:
         return self.project_actions.open_project(folder)
@@ -469,7 +592,56 @@ class AnnotatorWindow(ViewerWindow):
 
     def closeEvent(self, event):
         self.jobs.cancel()
+        self.save_layout()
         super().closeEvent(event)
+
+    def remember_dir(self, path):
+        """Start the next file dialogs in ``path``, unless it is inside the app's own files.
+
+        The bundled demo lives in the app's resources: a project or an image
+        of the user's must not be suggested there. Kept in the settings.
+        """
+        from cellpol_core.io.resources import resources_dir
+
+        path = Path(path)
+        try:
+            if path.resolve().is_relative_to(resources_dir().resolve()):
+                return
+        except OSError:
+            pass
+        super().remember_dir(path)
+        if self.settings is not None:
+            self.settings.setValue("lastDir", str(path))
+
+    def open_demo(self) -> bool:
+        """Open the bundled demo image and its ground-truth vectors.
+
+        Nothing changes when the channel dialog is cancelled.
+        """
+        from cellpol_core.io.resources import demo_image_path, demo_vectors_path
+
+        try:
+            image_path = demo_image_path()
+        except InputError as exc:
+            self.show_error(str(exc))
+            return False
+        if not self.load_image(image_path, background=False) or self.image_path is None \
+                or Path(self.image_path).resolve() != Path(image_path).resolve():
+            return False  # unreadable, or the channel dialog was cancelled
+        try:
+            vectors_path = demo_vectors_path()
+        except InputError:
+            return True  # the image alone is still worth showing
+        return self.load_vectors(vectors_path)
+
+    def update_title(self):
+        """``image — project``; the system adds the application's name once."""
+        parts = []
+        if self.image_path is not None:
+            parts.append(self.image_path.name)
+        if self.project is not None:
+            parts.append(f"project {self.project.root.name}")
+        self.setWindowTitle(" — ".join(parts) or "CellPol")
 
     # ------------------------------------------------------------------ modes
     def set_annotate(self, on: bool):
@@ -602,12 +774,15 @@ class AnnotatorWindow(ViewerWindow):
                 self.show_error(str(exc))
         self.annotations.voxel_size = vs
         self.annotations.ndim = 3 if self.is_3d else 2
+        for column in (3, 6):  # start z, end z: none in 2D
+            self.pairs_table.setColumnHidden(column, not self.is_3d)
         self.annotations.autosave_path = None
         self.annotations.replace_all(table)
         self.annotations.autosave_path = autosave
         self._annotations_changed()
         from .contrast import show_image_contrast
         show_image_contrast(self, loaded, entry)  # the entry's saved contrast, if any
+        self.update_title()
 
     def _legend_html(self) -> str:
         # The base legend with the chosen colours in place of green and red.
@@ -635,6 +810,8 @@ class AnnotatorWindow(ViewerWindow):
 
     def set_vectors(self, table, *, path=None):
         super().set_vectors(table, path=path)
+        if not self.vectors_box.toolTip():
+            self.vectors_box.setToolTip("Show or hide the predicted (or loaded) vectors (V)")
         self.ortho.set_vectors(table)
         if hasattr(self, "view3d"):
             self.view3d.set_vectors(table)
@@ -708,14 +885,14 @@ class AnnotatorWindow(ViewerWindow):
     # ------------------------------------------------------------------ table
     def _annotations_changed(self):
         n = len(self.annotations)
-        where = ""
+        where, tip = "", ""
         if self.annotations.autosave_path is not None:
-            where = f" · autosaved to {self.annotations.autosave_path.name}"
+            where, tip = " · autosaved", f"Saved to {self.annotations.autosave_path}"
         elif self.loaded is not None:
-            where = " · not saved: open or create a project"
-        mode = "  [annotating]" if self.ortho.annotate else ""
+            where, tip = " · not saved", "Not saved: File → New project or Open project"
+        mode = " · annotating" if self.ortho.annotate else ""
         self.pairs_title.setText(f"Pairs: {n}{where}{mode}")
-        self.pairs_title.setToolTip(str(self.annotations.autosave_path or ""))
+        self.pairs_title.setToolTip(tip)
 
     def _row_clicked(self, proxy_index):
         row = self.pairs_proxy.mapToSource(proxy_index).row()

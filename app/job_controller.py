@@ -19,6 +19,8 @@ __all__ = ["JobController", "progress_text"]
 
 #: Longest progress-bar text, in characters.
 BAR_TEXT = 60
+#: Smallest and largest width of the status bar's progress bar, pixels.
+BAR_WIDTH = (320, 440)
 
 
 def eta_text(seconds) -> str:
@@ -32,7 +34,7 @@ def progress_text(name: str, event) -> str:
     eta = event.data.get("eta_s")
     if eta is not None:
         text += f" · {eta_text(eta)}"
-    return text[:BAR_TEXT]
+    return text if len(text) <= BAR_TEXT else text[:BAR_TEXT - 1] + "…"
 
 
 class JobController(QObject):
@@ -65,9 +67,13 @@ class JobController(QObject):
         self.runner = JobRunner(self)
         self.actions = []
         self.bar = QProgressBar()
-        self.bar.setMaximumWidth(220)
+        # Wide enough for "Train: epoch 12/20 · ETA 1:05" on one line; the full text is
+        # in the tooltip.
+        self.bar.setMinimumWidth(BAR_WIDTH[0])
+        self.bar.setMaximumWidth(BAR_WIDTH[1])
         self.bar.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running job at its next step")
         self.cancel_button.clicked.connect(self.cancel)
         for w in (self.bar, self.cancel_button):
             w.setVisible(False)
@@ -118,7 +124,9 @@ class JobController(QObject):
         if event.total:
             self.bar.setRange(0, int(event.total))
             self.bar.setValue(int(event.step))
-        self.bar.setFormat(progress_text(self.runner.name, event))
+        text = progress_text(self.runner.name, event)
+        self.bar.setFormat(text)
+        self.bar.setToolTip(text)
 
     def _ended(self):
         if self.runner.running:  # a result handler started the next job

@@ -11,6 +11,43 @@ from pathlib import Path
 import cellpol_core
 
 DEFAULT_SIZE = (1200, 800)
+#: Share of the screen's free area a new window takes (at least DEFAULT_SIZE where it fits).
+SCREEN_SHARE = 0.85
+#: Room left for the window frame and title bar, pixels (width, height).
+FRAME = (16, 40)
+
+
+def fit_size(available_width: int, available_height: int) -> tuple:
+    """The first size of the window on a screen with this much free room (no taskbars).
+
+    At least :data:`DEFAULT_SIZE`, or :data:`SCREEN_SHARE` of the room on a
+    large screen, and never more than the room less the window frame: on a
+    1366×768 laptop the whole window, status bar included, stays on screen.
+    """
+    w = min(max(DEFAULT_SIZE[0], int(SCREEN_SHARE * available_width)),
+            available_width - FRAME[0])
+    h = min(max(DEFAULT_SIZE[1], int(SCREEN_SHARE * available_height)),
+            available_height - FRAME[1])
+    return max(w, 320), max(h, 240)
+
+
+def place_window(window, *, size=None, settings=None):
+    """Size ``window`` to its screen's free area (or ``size``), centred, or as last closed."""
+    screen = window.screen()
+    area = screen.availableGeometry() if screen is not None else None
+    if size is not None:
+        window.resize(*size)
+    elif settings is not None and settings.value("windowGeometry") is not None and \
+            window.restoreGeometry(settings.value("windowGeometry")):
+        return  # Qt keeps a restored window on screen
+    elif area is not None:
+        window.resize(*fit_size(area.width(), area.height()))
+    else:
+        window.resize(*DEFAULT_SIZE)
+    if area is not None:
+        frame = window.frameGeometry()
+        frame.moveCenter(area.center())
+        window.move(max(frame.left(), area.left()), max(frame.top(), area.top()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", metavar="CSV", help="vectors CSV to draw over the image")
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="render the window, save it as a PNG and exit (for scripts and tests)")
-    p.add_argument("--size", nargs=2, type=int, metavar=("W", "H"), default=list(DEFAULT_SIZE),
-                   help="window size in pixels (default: %(default)s)")
+    p.add_argument("--size", nargs=2, type=int, metavar=("W", "H"),
+                   help="window size in pixels (default: fit the screen; "
+                        f"{DEFAULT_SIZE[0]} {DEFAULT_SIZE[1]} for --screenshot)")
     p.add_argument("--quit-after", type=float, metavar="SECONDS",
                    help="close the window after this many seconds")
     p.add_argument("--selftest", action="store_true",
@@ -52,7 +90,7 @@ def _get_app():
     if app is None:
         app = QApplication(sys.argv[:1])
     app.setApplicationName("CellPol")
-    app.setApplicationDisplayName("CellPol")
+    # No display name of its own: the system adds the application name to window titles once.
     app.setOrganizationName("CellPol")
     app.setOrganizationDomain("cellpol.org")
     app.setApplicationVersion(cellpol_core.__version__)
@@ -149,7 +187,8 @@ def main(argv=None) -> int:
         window.set_image(image, path=image_path)
         if vectors is not None:
             window.set_vectors(vectors, path=vectors_path)
-    window.resize(*args.size)
+    size = args.size or (DEFAULT_SIZE if headless else None)
+    place_window(window, size=size, settings=window.settings)
     window.show()
 
     if headless:

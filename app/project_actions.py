@@ -18,9 +18,35 @@ from PySide6.QtWidgets import QFileDialog
 
 from cellpol_core.errors import InputError
 
+from .docks import raise_dock
 from .job_controller import eta_text
 
-__all__ = ["ProjectActions"]
+__all__ = ["ProjectActions", "prediction_name", "OTHER_MODEL"]
+
+#: The model list's entry that opens a folder picker.
+OTHER_MODEL = "Another model folder…"
+#: Suffix of the prediction CSVs the app writes (annotations end in ``_annotations.csv``).
+PREDICTED_SUFFIX = "_predicted.csv"
+
+
+def prediction_name(path) -> Path:
+    """Rename a freshly written ``<stem>_vectors.csv`` prediction to ``<stem>_predicted.csv``.
+
+    Predictions are then never confused with annotations or a ground-truth
+    ``_vectors.csv`` of the same image. An existing file of that name (an
+    older prediction) is replaced. Returns the path the CSV has now.
+    """
+    import os
+
+    path = Path(path)
+    if not path.name.endswith("_vectors.csv"):
+        return path
+    target = path.with_name(path.name[: -len("_vectors.csv")] + PREDICTED_SUFFIX)
+    try:
+        os.replace(path, target)  # same folder: atomic
+    except OSError:
+        return path  # keep the written name rather than lose the result
+    return target
 
 
 class ProjectActions:
@@ -61,8 +87,16 @@ class ProjectActions:
         if project.images:
             return w.load_image(project.image_path(project.images[0]), background=False)
         if w.image_path is not None and w.loaded is not None:
-            w.set_loaded(w.loaded, path=w.image_path)
+            w.set_loaded(w.loaded, path=w.image_path, choice=self._shown_choice())
         return True
+
+    def _shown_choice(self):
+        # The channels, colours and voxel size on screen: the image joins a project as shown,
+        # without asking the channel dialog again.
+        from .dialogs import ChannelChoice
+
+        w = self.window
+        return ChannelChoice(tuple(w._channel_pair()), tuple(w.channel_colors), w.voxel_size)
 
     def new_project(self, folder) -> bool:
         """Create a project in ``folder``; the open image and its pairs join it."""
@@ -77,7 +111,7 @@ class ProjectActions:
         self.set_project(project)
         if w.loaded is not None and w.image_path is not None:
             pairs = w.annotations.to_table()
-            w.set_loaded(w.loaded, path=w.image_path)
+            w.set_loaded(w.loaded, path=w.image_path, choice=self._shown_choice())
             if len(pairs) and len(w.annotations) == 0:
                 w.annotations.replace_all(pairs)
                 w.annotations.save(w.annotations.autosave_path)
@@ -148,7 +182,7 @@ class ProjectActions:
 
     def _predicted(self, image, written):
         w = self.window
-        paths = [Path(p) for p in (written or [])]
+        paths = [prediction_name(p) for p in (written or [])]
         if not paths or image != w.image_path:
             return  # nothing written, or the user opened another image meanwhile
         if self.project is not None and w.project_entry is not None:
@@ -157,9 +191,32 @@ class ProjectActions:
         n = 0 if w.vectors is None else len(w.vectors)
         w.show_message(f"Predicted {n} vectors → {paths[0].name}")
 
+    def choose_model(self, title, *, label="Model:"):
+        """Ask for one of the project's models, or another model folder.
+
+        Returns
+        -------
+        str or None
+            The model folder; None when cancelled.
+        """
+        from PySide6.QtWidgets import QInputDialog
+
+        w = self.window
+        models = list(self.project.models) if self.project is not None else []
+        if models:
+            names = [f"{m.name} (project model)" for m in models] + [OTHER_MODEL]
+            choice, ok = QInputDialog.getItem(w, title, label, names, len(models) - 1, False)
+            if not ok:
+                return None
+            if choice != OTHER_MODEL:
+                return str(self.project.resolve(models[names.index(choice)].path))
+        start = str(self.project.root / "models") if self.project is not None and \
+            (self.project.root / "models").is_dir() else w.last_dir
+        folder = QFileDialog.getExistingDirectory(w, title, start)
+        return folder or None
+
     def predict_model_dialog(self):
-        folder = QFileDialog.getExistingDirectory(self.window, "Model folder",
-                                                  self.window.last_dir)
+        folder = self.choose_model("Predict with a model")
         if folder:
             self.predict(model=folder)
 
@@ -188,6 +245,7 @@ class ProjectActions:
 
     def _predicted_all(self, result):
         w, project = self.window, self.project
+        result = [(image, prediction_name(csv)) for image, csv in result]
         for image, csv in result:
             entry = project.find_image(image)
             if entry is not None:
@@ -253,24 +311,48 @@ class ProjectActions:
 
         options.setdefault("config", TrainConfig(epochs=20))  # the app's default run
         config = TrainConfig.from_options(options)  # takes the config's fields out of options
+        outcome = {}
+
+        def result(folder):
+            outcome["done"] = True
+            self._trained(name, folder)
+
+        def error(message):
+            outcome["error"] = message
+
+        def finished():
+            self._training_ended(name, outcome)
+            if on_finished is not None:
+                on_finished()
+
         started = w.start_job("Train", job, images, tables, outdir=outdir, config=config,
                               init=init, channels=channels, **options,
-                              on_progress=progress, on_finished=on_finished,
-                              on_result=lambda folder: self._trained(name, folder))
+                              on_progress=progress, on_finished=finished, on_error=error,
+                              on_result=result)
         if started:
             w.loss_history = {"epoch": [], "train": [], "val": []}
             w.train_curve.setData([], [])
             w.val_curve.setData([], [])
-            w.loss_dock.setWindowTitle("Training")
-            w.loss_dock.setVisible(True)
+            w.loss_waiting.setText("Waiting for the first epoch…")
+            self._show_loss_plot(False)
+            w.training_status.setText(f"Training {name}: starting (reading the images)…")
+            raise_dock(w.loss_dock)
         return started
 
+    def _show_loss_plot(self, on):
+        # Until an epoch has ended there is nothing to plot: say so instead of an empty axis.
+        self.window.loss_plot.setVisible(on)
+        self.window.loss_waiting.setVisible(not on)
+
     def _training_progress(self, event):
-        # The loss curves and the ETA next to them.
+        # The loss curves, and what the training does in words (with its ETA).
         w = self.window
+        text = event.message or "training"
+        text = text[:1].upper() + text[1:]
         eta = event.data.get("eta_s")
         if eta is not None:
-            w.loss_dock.setWindowTitle(f"Training · {event.message} · {eta_text(eta)}")
+            text += f" · {eta_text(eta)} left"
+        w.training_status.setText(text)
         if event.data.get("epoch_end"):
             h = w.loss_history
             h["epoch"].append(event.data.get("epoch", len(h["epoch"]) + 1))
@@ -278,6 +360,23 @@ class ProjectActions:
             h["val"].append(float(event.data.get("val_loss", np.nan)))
             w.train_curve.setData(h["epoch"], h["train"])  # updated in place
             w.val_curve.setData(h["epoch"], h["val"])
+            self._show_loss_plot(True)
+
+    def _training_ended(self, name, outcome):
+        # No stale ETA once the job is over: say how it ended.
+        w = self.window
+        epochs = len(w.loss_history["epoch"])
+        done = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+        if outcome.get("done"):
+            text = f"{name}: finished ({done}); the model is in the project's models/."
+        elif "error" in outcome:
+            text = f"{name}: failed after {done}: {outcome['error']}"
+        else:
+            text = (f"{name}: cancelled after {done}. Train again with the same name and "
+                    "“Resume” to continue.")
+        w.training_status.setText(text)
+        if not epochs:
+            w.loss_waiting.setText("No epoch finished.")
 
     def _trained(self, name, folder):
         entry = self.project.add_model(name, Path(folder))
@@ -292,7 +391,17 @@ class ProjectActions:
             w.show_error("Training needs a project: File → New project")
             return None
         ndim = w.loaded.image.ndim if w.loaded is not None else 3
-        return TrainDialog(self.project, self.training_data()[0], ndim=ndim, parent=w)
+        use_shown = None
+        if w.loaded is not None and w.vectors is not None and len(w.vectors) and \
+                len(w.annotations) == 0 and w.image_path is not None:
+
+            def accept():  # one undo step; autosaved into the project
+                w.accept_predictions()
+                return self.training_data()[0]
+
+            use_shown = (w.image_path.name, len(w.vectors), accept)
+        return TrainDialog(self.project, self.training_data()[0], ndim=ndim,
+                           use_shown=use_shown, parent=w)
 
     def train_dialog(self):
         dialog = self.window.make_train_dialog()
@@ -324,7 +433,6 @@ class ProjectActions:
                            on_result=lambda result: w.show_tune_report(result[1]))
 
     def tune_dialog(self):
-        start = str(self.project.root / "models") if self.project else self.window.last_dir
-        folder = QFileDialog.getExistingDirectory(self.window, "Model folder to tune", start)
+        folder = self.choose_model("Tune the thresholds of a model")
         if folder:
             self.tune(folder)

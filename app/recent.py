@@ -96,6 +96,7 @@ class RecentFiles(QObject):
         if stored:
             self.menu.addSeparator()
         clear = QAction("&Clear list", self.menu)
+        clear.setStatusTip("Forget the recently opened images")
         clear.setEnabled(bool(stored))
         clear.triggered.connect(self.clear)
         self.menu.addAction(clear)

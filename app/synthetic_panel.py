@@ -305,6 +305,7 @@ class SyntheticPanel(QWidget):
         self.gan_device = DeviceCombo()
         form.addRow("Device:", self.gan_device)
         self.resume_box = QCheckBox("Resume from the last checkpoint")
+        self.resume_box.setToolTip("Continue the GAN's training where it stopped")
         self.resume_box.toggled.connect(self._resume_toggled)
         form.addRow("", self.resume_box)
         layout.addLayout(form)
@@ -390,6 +391,10 @@ class SyntheticPanel(QWidget):
         self.pretrain_radio = QRadioButton("Pre-train on synthetic images, then fine-tune on "
                                            "the annotations")
         self.synthetic_only_radio = QRadioButton("Synthetic images only")
+        self.pretrain_radio.setToolTip("Learn from the synthetic images first, then from your "
+                                       "annotated images (usually best)")
+        self.synthetic_only_radio.setToolTip("Train on the synthetic images alone (no "
+                                             "annotated image needed)")
         group = QButtonGroup(self)
         group.addButton(self.pretrain_radio)
         group.addButton(self.synthetic_only_radio)
@@ -853,8 +858,7 @@ def install_synthetic_panel(window) -> SyntheticPanel:
 
     panel = SyntheticPanel(window)
     dock, menus = install_dock(window, panel, title="Synthetic data", name="synthetic",
-                               area=Qt.DockWidgetArea.RightDockWidgetArea,
-                               view_text="S&ynthetic data")
+                               view_text="S&ynthetic data")  # a tab beside the 3D view
     window.synthetic_dock = dock
     action = QAction("S&ynthetic training data…", window)
     action.setToolTip("Mask dictionary, GAN, synthetic images and pre-training")

@@ -22,9 +22,11 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QPushButton,
     QRadioButton,
     QSpinBox,
     QVBoxLayout,
@@ -60,15 +62,31 @@ class TrainDialog(QDialog):
         Whether CUDA can be chosen; asks torch when None.
     ndim : int
         3, or 2 for 2D images (the patch size then has no Z).
+    use_shown : (str, int, callable), optional
+        For an open image with predictions but no annotations: its name, the
+        number of shown vectors, and a callable that accepts them as its
+        annotations and returns the project's annotated images afterwards. The
+        dialog then offers to start from them.
     """
 
-    def __init__(self, project, images=(), *, cuda=None, ndim=3, parent=None):
+    def __init__(self, project, images=(), *, cuda=None, ndim=3, use_shown=None, parent=None):
         super().__init__(parent)
         self.ndim = int(ndim)
         self.setWindowTitle("Train / fine-tune")
         self.project = project
         self.images = [Path(p) for p in images]
+        self._use_shown = use_shown
         form = QFormLayout()
+
+        # What the model learns from: the project's annotated images, said first.
+        self.data_label = QLabel()
+        self.data_label.setWordWrap(True)
+        form.addRow(self.data_label)
+        self.use_shown_button = QPushButton()
+        self.use_shown_button.setToolTip("Copy the vectors shown on the open image into its "
+                                         "annotations (undo with Ctrl+Z), to train on them")
+        self.use_shown_button.clicked.connect(self._accept_shown)
+        form.addRow(self.use_shown_button)
 
         self.name_edit = QLineEdit(time.strftime("model_%Y%m%d_%H%M%S"))
         self.name_edit.setToolTip("Model folder name, under the project's models/")
@@ -85,6 +103,7 @@ class TrainDialog(QDialog):
         form.addRow("Initial model:", self.init_combo)
 
         self.resume_box = QCheckBox("Resume from the folder's last checkpoint")
+        self.resume_box.setToolTip("Continue a cancelled training of this model name")
         # A resumed run continues its own network: no initial model then.
         self.resume_box.toggled.connect(lambda on: self.init_combo.setEnabled(not on))
         form.addRow("", self.resume_box)
@@ -92,6 +111,8 @@ class TrainDialog(QDialog):
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 10000)
         self.epochs_spin.setValue(20)
+        self.epochs_spin.setToolTip("Passes over the training patches; more learns more but "
+                                    "takes longer")
         form.addRow("Epochs:", self.epochs_spin)
 
         patch = QWidget()
@@ -103,6 +124,7 @@ class TrainDialog(QDialog):
             spin.setRange(1, 1024)
             spin.setValue(value)
             spin.setPrefix(f"{axis} ")
+            spin.setToolTip(f"Training patch size along {axis}, voxels")
             row.addWidget(spin)
             self.patch_spins[axis] = spin
         self.patch_default = QCheckBox("default")
@@ -121,6 +143,7 @@ class TrainDialog(QDialog):
             item = self.device_combo.model().item(DEVICES.index("cuda"))
             item.setEnabled(False)
             item.setToolTip("No CUDA device found")
+        self.device_combo.setToolTip("auto: the GPU when there is one, else the CPU")
         form.addRow("Device:", self.device_combo)
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(PRECISIONS)
@@ -137,6 +160,10 @@ class TrainDialog(QDialog):
         self.val_fraction_spin.setRange(0.05, 0.5)
         self.val_fraction_spin.setSingleStep(0.05)
         self.val_fraction_spin.setValue(0.1)
+        self.val_fraction_spin.setToolTip("Share of each image (a strip along x) kept aside to "
+                                          "check the model on data it did not learn from")
+        self.val_fraction_radio.setToolTip("Check the model on a strip of each image")
+        self.val_images_radio.setToolTip("Check the model on whole images kept out of training")
         self.val_list = QListWidget()
         self.val_list.setMaximumHeight(90)
         for path in self.images:
@@ -161,6 +188,10 @@ class TrainDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Train")
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setToolTip(
+            "Start training (progress in the Training panel; Cancel keeps a checkpoint)")
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setToolTip(
+            "Close without training")
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -168,6 +199,54 @@ class TrainDialog(QDialog):
         layout.addWidget(self.buttons)
         self._update_validation()
         self._update_resume()
+        self._update_data()
+
+    def pair_counts(self) -> list:
+        """(image name, pairs) of the annotated images."""
+        from cellpol_core.errors import InputError
+
+        out = []
+        for path in self.images:
+            entry = self.project.find_image(path)
+            try:
+                table = self.project.load_annotations(entry) if entry is not None else None
+            except (InputError, OSError):
+                table = None
+            out.append((path.name, 0 if table is None else len(table)))
+        return out
+
+    def _update_data(self):
+        counts = self.pair_counts()
+        pairs = sum(n for _, n in counts)
+        if counts:
+            names = ", ".join(f"{name} ({n})" for name, n in counts[:4])
+            more = f" and {len(counts) - 4} more" if len(counts) > 4 else ""
+            self.data_label.setText(f"Learns from {len(counts)} annotated image"
+                                    f"{'s' if len(counts) != 1 else ''}, {pairs} pairs: "
+                                    f"{names}{more}.")
+        else:
+            self.data_label.setText("<b>No annotated image yet.</b> Annotate pairs (press A), "
+                                    "or start from the shown vectors.")
+        offer = self._use_shown is not None and self._use_shown[1] > 0
+        if offer:
+            self.use_shown_button.setText(f"Use the {self._use_shown[1]} shown vectors of "
+                                          f"{self._use_shown[0]} as its annotations")
+        self.use_shown_button.setVisible(offer)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(counts))
+
+    def _accept_shown(self):
+        images = self._use_shown[2]()
+        self._use_shown = None
+        self.images = [Path(p) for p in images]
+        self.val_list.clear()
+        for path in self.images:
+            item = QListWidgetItem(path.name)
+            item.setData(Qt.ItemDataRole.UserRole, str(path))
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked)
+            self.val_list.addItem(item)
+        self.val_images_radio.setEnabled(len(self.images) >= 2)
+        self._update_data()
 
     #: Whether the user agreed to replace the model (or interrupted run) of the folder.
     overwrite = False

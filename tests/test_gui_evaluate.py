@@ -45,9 +45,9 @@ def test_evaluate_plot_and_table(window, errors):
     assert result.levels[13].tp == 1
     assert panel.table.rowCount() == 14
     header = [panel.table.horizontalHeaderItem(j).text() for j in range(panel.table.columnCount())]
-    assert panel.table.item(13, header.index("tp")).text() == "1"
-    assert panel.table.item(0, header.index("tpr")).text() == "0.667"
-    assert "F1 at level 5: 0.667" in panel.title.text()
+    assert panel.table.item(13, header.index("found")).text() == "1"
+    assert panel.table.item(0, header.index("found %")).text() == "67"
+    assert "F1 0.67." in panel.title.text() and "Assumed" in panel.title.text()
 
 
 def test_tune_needs_annotations(window, errors, tmp_path):
@@ -80,6 +80,6 @@ def test_tune_job_shows_report(window, qtbot, errors):
     assert load_model(model_dir).thresholds.source == "tuned"
     assert window.metrics_panel.table.rowCount() == 14
     assert len(window.metrics_panel.tpr_curve.getData()[0]) == 14
-    assert "tuned on 1 image" in window.metrics_panel.title.text()
+    assert "Tuned on 1 image" in window.metrics_panel.title.text()
     assert window.metrics_dock.windowTitle() == "Tuning report"
     assert window.tune_action.isEnabled()

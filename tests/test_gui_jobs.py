@@ -157,9 +157,9 @@ def test_predict_otsu_from_the_window(window, qtbot, errors):
     np.testing.assert_allclose(table.start[order], NUCLEI, atol=0.5)
     # The last golgi sits on the last slice: its centroid is pulled inside (10.4).
     np.testing.assert_allclose(table.end[order], GOLGI, atol=0.7)
-    out = window.project.root / "predictions" / "phantom_vectors.csv"
+    out = window.project.root / "predictions" / "phantom_predicted.csv"
     assert window.vectors_path == out and out.is_file()
-    assert window.project_entry.predictions == ["predictions/phantom_vectors.csv"]
+    assert window.project_entry.predictions == ["predictions/phantom_predicted.csv"]
     assert window.ortho.vectors is table
 
 

@@ -51,14 +51,14 @@ def test_predict_all_images_with_otsu(window, qtbot, errors, monkeypatch):
     root = window.project.root
     manifest = Project.load(root)
     assert [e.predictions for e in manifest.images] == \
-        [["predictions/img0_vectors.csv"], ["predictions/img1_vectors.csv"]]
+        [["predictions/img0_predicted.csv"], ["predictions/img1_predicted.csv"]]
     for k, (nuclei, golgi) in enumerate(CELLS):
-        table = read_vectors(root / "predictions" / f"img{k}_vectors.csv")
+        table = read_vectors(root / "predictions" / f"img{k}_predicted.csv")
         order = np.argsort(table.start[:, 2])
         np.testing.assert_allclose(table.start[order], nuclei, atol=0.6)
         np.testing.assert_allclose(table.end[order], golgi, atol=0.6)
     # The open image (the second) shows its prediction.
-    assert window.vectors_path == root / "predictions" / "img1_vectors.csv"
+    assert window.vectors_path == root / "predictions" / "img1_predicted.csv"
     assert len(window.vectors) == 1
 
 

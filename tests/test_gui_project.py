@@ -75,12 +75,12 @@ def test_annotations_saved_as_cellpol_csv(tmp_path):
     assert project.load_annotations(entry) is None
     table = VectorTable(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 6.0, 3.0]]))
     path = project.save_annotations(entry, table)
-    assert path == project.root / "annotations" / "stack_vectors.csv"
+    assert path == project.root / "annotations" / "stack_annotations.csv"
     header = path.read_text().splitlines()[0].split(",")
     assert header[:6] == ["nucleus_x", "nucleus_y", "nucleus_z", "golgi_x", "golgi_y", "golgi_z"]
     assert "length_um" in header  # the voxel size was used
     back = Project.load(project.root)
-    assert back.images[0].annotations == "annotations/stack_vectors.csv"
+    assert back.images[0].annotations == "annotations/stack_annotations.csv"
     got = back.load_annotations(back.images[0])
     np.testing.assert_allclose(got.start, [[1, 2, 3]])
     np.testing.assert_allclose(got.end, [[1, 6, 3]])

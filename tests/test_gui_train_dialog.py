@@ -133,13 +133,15 @@ def test_validation_images_are_left_out_of_training(window, qtbot, monkeypatch):
 @pytest.mark.slow  # torch import + two tiny epochs on shared CPU cores
 def test_eta_shown_during_training(window, qtbot, errors):
     titles, formats = [], []
-    window.jobs.progress.connect(lambda e: titles.append(window.loss_dock.windowTitle()))
+    window.jobs.progress.connect(lambda e: titles.append(window.training_status.text()))
     window.jobs.progress.connect(lambda e: formats.append(window.job_bar.format()))
     assert window.train(epochs=2, name="eta", steps_per_epoch=1, patch_size=(8, 32, 32),
                         batch_size=1, device="cpu", arch="light", seed=0, val_fraction=0.25)
     wait_job(qtbot, window.jobs, timeout=60000)
     assert not errors
-    assert any("ETA 0:" in t and t.startswith("Training · epoch") for t in titles)
+    assert any("ETA 0:" in t and t.startswith("Epoch") for t in titles)
+    assert window.loss_dock.windowTitle() == "Training"  # a short tab title
+    assert window.training_status.text().startswith("eta: finished (2 epochs)")
     assert any("ETA" in f for f in formats)
     assert [m.name for m in window.project.models] == ["eta"]
 
