@@ -419,3 +419,95 @@ class _no_warnings:
     def __exit__(self, *exc):
         self._ctx.__exit__(*exc)
         assert not self.caught, [str(w.message) for w in self.caught]
+
+
+# --------------------------------------------------------------------------- kill -9, GAN folders
+
+KILLED_RUN = """
+import sys
+from cellpol_core.detection.config import TrainConfig
+from cellpol_core.detection.train import train
+from cellpol_core.io.image import CellImage
+from cellpol_core.jobs import run_job
+from cellpol_core.synthetic.phantom import generate_phantom
+
+ph = generate_phantom(shape=(16, 48, 48), voxel_size=(1.0, 1.0, 1.0), seed=0, density=0.6)
+img = CellImage(ph.image, voxel_size=(1.0, 1.0, 1.0), channel_names=["nucleus", "golgi"])
+config = TrainConfig(arch="light", epochs=50, steps_per_epoch=1, patch_size=(16, 32, 32),
+                     batch_size=1, device="cpu", seed=3, val_fraction=0.25, precision="fp32")
+run_job(train([img], [ph.vectors], outdir=sys.argv[1], config=config, overwrite=True))
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_new_run_keeps_the_old_model_and_resume_finishes(tmp_path, trained):
+    import time
+
+    m = _copy(trained, tmp_path / "m")
+    before = _snapshot(m)
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(m)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while pending_run(m, "checkpoint_last.pt") is None:  # at least one epoch done
+            assert run.poll() is None and time.time() < deadline, "the run ended early"
+            time.sleep(0.2)
+    finally:
+        run.kill()  # SIGKILL: no cleanup of any kind
+        run.wait()
+    assert _snapshot(m) == before
+    load_model(m)
+    staging = pending_run(m, "checkpoint_last.pt")
+    (staging / ".weights_last.deadbeef.tmp.pt").write_bytes(b"\0" * 68_000)  # as a kill leaves
+    assert lock_path(m).exists()  # the dead run's lock
+    ck = torch.load(staging / "checkpoint_last.pt", weights_only=True)
+    _train(m, epochs=int(ck["epoch"]) + 1, resume=True)
+    config = read_config(m)
+    assert config.run_id == ck["run_id"] and config.training.epochs == int(ck["epoch"]) + 1
+    assert staging_dirs(m) == [] and not lock_path(m).exists()
+    assert not list(m.glob(".*.tmp.*"))
+    load_model(m)
+
+
+def _gan(outdir, **options):
+    from cellpol_core.synthetic.gan import train_gan
+
+    img, vec = _phantom()
+    return run_job(train_gan([img], [vec], outdir=outdir, **dict(
+        dict(epochs=1, patch=(16, 32, 32), base_filters=4, steps_per_epoch=1, device="cpu",
+             precision="fp32", seed=0), **options)))
+
+
+def test_gan_resume_refuses_a_checkpoint_of_another_run_and_a_locked_folder(tmp_path):
+    from cellpol_core.synthetic.gan import load_gan
+
+    out = _gan(tmp_path / "gan")
+    cfg = json.loads((out / "config.json").read_text())
+    ck = torch.load(out / "checkpoint_last.pt", weights_only=True)
+    assert cfg["run_id"] == ck["run_id"] and read_checksums(out)["generator.pt"]
+    with FolderLock(out):
+        with pytest.raises(FolderBusy, match=f"pid {os.getpid()}"):
+            _gan(out, epochs=2, resume=True)
+    cfg["run_id"] = "0123456789ab"
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="belongs to another training run"):
+        _gan(out, epochs=2, resume=True)
+    cfg["generator"]["base_filters"] = 4096
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="base_filters"):
+        load_gan(out)
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--epochs", "0"], "epochs"),
+    (["--steps-per-epoch", "0"], "steps_per_epoch"),
+    (["--base-filters", "4096"], "base_filters"),
+    (["--base-filters", "0"], "base_filters"),
+])
+def test_cli_rejects_bad_gan_values(tmp_path, files, capsys, flags, words):
+    img, csv = files
+    with _no_warnings():
+        code = main(["gan", "train", "--images", str(img), "--vectors", str(csv), "-o",
+                     str(tmp_path / "g"), "--device", "cpu", *flags])
+    assert code == 2
+    one_line(capsys, words)

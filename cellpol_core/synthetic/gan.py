@@ -286,7 +286,26 @@ def read_gan_config(gan_dir) -> dict:
                 "structures"):
         if key not in cfg:
             raise InputError(f"config.json lacks {key!r}", path)
+    _check_gan_config(cfg, path)
     return cfg
+
+
+def _check_gan_config(cfg, path):
+    # Sizes a broken or hostile config.json could use to allocate gigabytes, or give nonsense.
+    from ..detection.model import MAX_BASE_FILTERS, MAX_DEPTH
+
+    gen = cfg["generator"]
+    if not isinstance(gen, dict):
+        raise InputError("generator must be an object of network arguments", path)
+    for name, high in (("base_filters", MAX_BASE_FILTERS), ("depth", MAX_DEPTH)):
+        value = gen.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise InputError(f"generator {name} must be a whole number from 1 to {high}, got "
+                             f"{value!r}", path)
+    vs = cfg["voxel_size_zyx_um"]
+    if (not isinstance(vs, list) or len(vs) != 3
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in vs)):
+        raise InputError(f"voxel_size_zyx_um must be 3 finite sizes above 0 µm, got {vs!r}", path)
 
 
 def load_gan(gan_dir, *, device="cpu") -> tuple:
@@ -367,8 +386,9 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
 
     outdir = Path(outdir)
     rng = seed_everything(seed)
-    if epochs < 1:
-        raise InputError(f"epochs must be at least 1, got {epochs}")
+    _check_options(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                   base_filters=base_filters, depth=depth, disc_layers=disc_layers, lr=lr,
+                   lambda_l1=lambda_l1)
     lock = FolderLock(outdir, what="GAN training").acquire()
     try:
         return (yield from _train_gan_locked(
@@ -380,6 +400,30 @@ def train_gan(images: Sequence, vectors: Sequence, *, outdir, epochs=200, patch=
             augment_p=augment_p, cancel=cancel))
     finally:
         lock.release()
+
+
+def _check_options(*, epochs, steps_per_epoch, batch_size, base_filters, depth, disc_layers, lr,
+                   lambda_l1):
+    """One line for the first option out of range (before any work)."""
+    from ..detection.model import MAX_BASE_FILTERS, MAX_DEPTH
+
+    def whole(name, value, low, high=None):
+        if (isinstance(value, bool) or not isinstance(value, int) or value < low
+                or (high is not None and value > high)):
+            limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise InputError(f"{name} must be a whole number {limit}, got {value!r}")
+
+    whole("epochs", epochs, 1)
+    if steps_per_epoch is not None:
+        whole("steps_per_epoch", steps_per_epoch, 1)
+    whole("batch_size", batch_size, 1)
+    whole("base_filters", base_filters, 1, MAX_BASE_FILTERS)
+    whole("depth", depth, 1, MAX_DEPTH)
+    whole("disc_layers", disc_layers, 1, MAX_DEPTH)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise InputError(f"lr must be a finite number above 0, got {lr!r}")
+    if not (isinstance(lambda_l1, (int, float)) and math.isfinite(lambda_l1) and lambda_l1 >= 0):
+        raise InputError(f"lambda_l1 must be a finite number of at least 0, got {lambda_l1!r}")
 
 
 def _train_gan_locked(images, vectors, *, outdir, epochs, patch, base_filters, depth,
