@@ -541,3 +541,68 @@ def test_tiny_image_prints_no_warning(tmp_path, capsys):
             assert main(cmd) in (0, 2)
             err = capsys.readouterr().err.strip()
             assert len(err.splitlines()) <= 1 and "Warning" not in err, err
+
+
+def test_ome_tiff_with_fewer_planes_than_its_xml(tmp_path, capsys):
+    """tifffile fills missing planes with zeros: the file must be reported, not read."""
+    full = tmp_path / "full.ome.tif"
+    write_ome_tiff(full, np.ones((2, 16, 8, 8), np.uint16), voxel_size=(1, 1, 1),
+                   compression=None)
+    with tifffile.TiffFile(full) as tif:
+        xml = tif.ome_metadata.replace('SizeZ="16"', 'SizeZ="32"').replace("µ", "u")
+        data = tif.series[0].asarray()
+    short = tmp_path / "short.ome.tif"
+    tifffile.imwrite(short, data.reshape(-1, 8, 8), description=xml, metadata=None)
+    assert main(["info", str(short)]) == 2
+    assert "32 more plane(s)" in one_line(capsys, "short.ome.tif")
+
+
+# --------------------------------------------------------------------------- 10: every writer
+
+@pytest.mark.parametrize("argv, kind", [
+    (["phantom", "{out}"], "folder"),
+    (["convert", "in.csv", "-o", "{out}"], "file"),
+    (["predict", "x.tif", "--method", "otsu", "-o", "{out}"], "folder"),
+    (["evaluate", "--gt", "g.csv", "--pred", "p.csv", "-o", "{out}"], "file"),
+    (["stats", "v.csv", "-o", "{out}"], "folder"),
+    (["train", "--images", "x.tif", "--vectors", "x.csv", "-o", "{out}"], "folder"),
+    (["gan", "train", "--images", "x.tif", "--vectors", "x.csv", "-o", "{out}"], "folder"),
+    (["gan", "generate", "g", "--n", "1", "-o", "{out}"], "folder"),
+])
+def test_every_writer_checks_its_output_first(tmp_path, capsys, argv, kind):
+    # a folder where a file is expected, a file where a folder is
+    out = tmp_path / "taken"
+    if kind == "folder":
+        out.write_text("a file\n")
+    else:
+        out.mkdir()
+    assert main([a.replace("{out}", str(out)) for a in argv]) == 2
+    err = one_line(capsys, "taken")
+    assert ("not a folder" if kind == "folder" else "is a folder") in err
+
+
+def test_tune_checks_the_model_folder(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    model = tmp_path / "m"
+    model.mkdir()
+
+    def denied(*a, **k):
+        raise PermissionError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    assert main(["tune", str(model), "--images", "x.tif", "--vectors", "x.csv"]) == 2
+    assert "read-only" in one_line(capsys, str(model))
+
+
+def test_training_resampling_checks_memory_first(tmp_path, monkeypatch):
+    import cellpol_core.io.image as image_mod
+    from cellpol_core.io.resample import resample_channels
+
+    monkeypatch.setattr(image_mod, "_available_memory", lambda: 1 << 20)
+    with pytest.raises(InputError, match="memory") as info:
+        resample_channels(np.zeros((2, 4, 8, 8), np.float32), (40, 80, 80), path="a.tif")
+    assert "a.tif" in str(info.value)
+    with pytest.raises(InputError, match="--force"):
+        resample_channels(np.zeros((2, 4, 8, 8), np.float32), (9, 16, 16), force=False)
+    assert resample_channels(np.ones((2, 4, 8, 8), np.float32), (8, 16, 16)).shape == (2, 8, 16, 16)

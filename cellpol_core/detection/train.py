@@ -103,7 +103,7 @@ def prepare_image(image, vectors: VectorTable, *, channels, voxel_size, name="")
     dims = image.ndim
     if needs_resampling(src_vs[-dims:], voxel_size[-dims:]):
         shape = resampled_shape(image.spatial_shape, src_vs[-dims:], voxel_size[-dims:])
-        data = resample_channels(data, shape)
+        data = resample_channels(data, shape, path=image.path)
         scale = np.ones(3)
         scale[-dims:] = coord_scale(image.spatial_shape, shape)
         vectors = vectors.scaled(scale)

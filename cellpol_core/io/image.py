@@ -42,6 +42,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -886,6 +887,12 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
                 if any("invalid value offset" in m for m in log.messages):
                     raise InputError("the file is truncated: part of its metadata (e.g. the "
                                      "OME-XML) lies beyond the end of the file", path)
+                missing = [m for m in log.messages if "series is missing" in m]
+                if missing:  # tifffile would zero the planes the metadata promise
+                    n = re.search(r"missing (\d+)", missing[0])
+                    raise InputError("the file is truncated: its metadata describe "
+                                     f"{n.group(1) + ' ' if n else ''}more plane(s) than the "
+                                     "file holds", path)
                 _check_planned_read(series, path, lazy=lazy)
 
                 letters = _parse_override(axes, shape, path) if axes is not None \

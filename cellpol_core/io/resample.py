@@ -30,13 +30,29 @@ def resampled_shape(shape, source_vs, target_vs) -> tuple:
     return tuple(int(max(1, round(s * k))) for s, k in zip(shape, f))
 
 
-def resample_channels(data, shape) -> np.ndarray:
-    """Linearly resample the spatial axes of a (C, ...) array to ``shape`` (float32)."""
+def resample_channels(data, shape, *, path=None, force=True) -> np.ndarray:
+    """Linearly resample the spatial axes of a (C, ...) array to ``shape`` (float32).
+
+    Refuses (:class:`~cellpol_core.errors.InputError` naming ``path``) a result
+    that would not fit in the free memory or passes
+    :data:`MAX_RESAMPLED_VOXELS`, and, with ``force=False``, a growth beyond
+    :data:`MAX_GROWTH`; all before allocating.
+    """
     from scipy import ndimage as ndi
+
+    from ..errors import InputError
+    from .image import _available_memory
 
     shape = tuple(int(s) for s in shape)
     if tuple(data.shape[1:]) == shape:
         return np.asarray(data, np.float32)
+    check_resampling(data.shape[1:], shape, force=force, path=path)
+    need = 4 * int(data.shape[0]) * int(np.prod(shape, dtype=np.float64))
+    free = _available_memory()
+    if need > free:
+        raise InputError(f"resampling to {' x '.join(map(str, shape))} voxels needs "
+                         f"{need / 2**30:.1f} GiB of memory but only {free / 2**30:.1f} GiB "
+                         "are free: check the voxel size", path)
     factors = [d / s for d, s in zip(shape, data.shape[1:])]
     return np.stack([ndi.zoom(np.asarray(c, np.float32), factors, order=1)
                      for c in data])
