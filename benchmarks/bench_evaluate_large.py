@@ -1,7 +1,7 @@
 """Evaluation of very many vectors: time and peak memory of the gated sparse matching.
 
-The dense G×P matrices of the first evaluation needed 425 GiB for 1 M × 1 M
-vectors. Random vectors at about one cell per 10⁴ µm³ (3D), predictions a few
+The first evaluation built dense G×P matrices (1 M × 1 M vectors: 7.3 TiB for
+each float64 matrix; it failed at once). Random vectors at about one cell per 10⁴ µm³ (3D), predictions a few
 µm off; prints the vector count, TP at level 0, seconds and peak RSS.
 
 Usage: python benchmarks/bench_evaluate_large.py [N ...]   (default 100000 1000000)
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - t
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         print(f"{n} x {n} vectors: TP at level 0 {r.levels[0].tp}, {seconds:.1f} s, "
-              f"peak RSS {peak:.2f} GB (dense matrices would need {2 * 8 * n * n / 2**30:.0f} GiB)")
+              f"peak RSS {peak:.2f} GB (one dense G×P float64 matrix: {8 * n * n / 2**30:.0f} GiB)")
     return 0
 
 
