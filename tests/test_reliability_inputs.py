@@ -256,10 +256,19 @@ def demo_copy(tmp_path):
     return out
 
 
-def test_weights_file_holding_a_list(tmp_path, img3d, demo_copy, capsys):
+def _save_weights(obj, path):
+    """Save ``obj`` as the model's weights, recording its checksum as training would."""
     import torch
 
-    torch.save([1, 2, 3], demo_copy / "weights_best.pt")
+    from cellpol_core.detection import model as model_mod
+
+    torch.save(obj, path)
+    if hasattr(model_mod, "record_checksum"):
+        model_mod.record_checksum(path, model_mod.file_sha256(path))
+
+
+def test_weights_file_holding_a_list(tmp_path, img3d, demo_copy, capsys):
+    _save_weights([1, 2, 3], demo_copy / "weights_best.pt")
     assert main(["predict", str(img3d), "-o", str(tmp_path / "o"), "--model",
                  str(demo_copy)]) == 2
     assert "list" in one_line(capsys, "weights_best.pt")
@@ -268,14 +277,12 @@ def test_weights_file_holding_a_list(tmp_path, img3d, demo_copy, capsys):
 def test_model_taking_three_channels(tmp_path, img3d, demo_copy, capsys):
     import json
 
-    import torch
-
     from cellpol_core.detection.model import build_net, read_config
 
     cfg = json.loads((demo_copy / "config.json").read_text())
     cfg["network"]["in_channels"] = 3
     (demo_copy / "config.json").write_text(json.dumps(cfg))
-    torch.save(build_net(read_config(demo_copy)).state_dict(), demo_copy / "weights_best.pt")
+    _save_weights(build_net(read_config(demo_copy)).state_dict(), demo_copy / "weights_best.pt")
     assert main(["predict", str(img3d), "-o", str(tmp_path / "o"), "--model",
                  str(demo_copy)]) == 2
     assert "3 input channels" in one_line(capsys, "model")
