@@ -1,6 +1,7 @@
 """The phantom generator: ground truth, realism knobs, files and CLI."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -339,3 +340,164 @@ def test_cli_bad_values(tmp_path, capsys, argv):
     err = capsys.readouterr().err.strip()
     assert err.startswith("cellpol phantom: error:") and "\n" not in err
     assert not (tmp_path / "x").exists()  # checked before anything is written
+
+
+# ----------------------------------------------------------------------------- domain randomisation
+
+from cellpol_core.synthetic.phantom import (FAMILIES, DomainRandomisation,  # noqa: E402
+                                            generate_randomised)
+
+# Small arrays keep the tests quick; every other range is the broad default.
+SMALL_3D = DomainRandomisation(pixels_xy=(32, 80), planes=(6, 16))
+SMALL_2D = DomainRandomisation(ndim=2, pixels_xy=(48, 160))
+
+
+def _inside(r, name):
+    lo, hi = getattr(DomainRandomisation(), name)
+    return lo <= r[name] <= hi
+
+
+@pytest.mark.parametrize("config", [SMALL_3D, SMALL_2D], ids=["3d", "2d"])
+def test_randomised_ranges_respected(config):
+    seen_dtypes, seen_voxels = set(), []
+    for seed in range(8):
+        ph = generate_randomised(seed=seed, config=config)
+        r = ph.info["randomisation"]
+        for name in ("voxel_xy", "psf_xy_um", "overlap", "nucleus_aspect", "golgi_fragmentation",
+                     "golgi_at_pole", "dim_fraction", "haze", "crosstalk", "photons", "density"):
+            assert _inside(r, name), (name, r[name])
+        assert ph.ndim == config.ndim
+        assert ph.image.dtype == np.dtype(r["dtype"])
+        assert ph.image.shape == (2,) + ph.masks.shape[1:]
+        assert ph.voxel_size[2] == ph.voxel_size[1] == pytest.approx(r["voxel_xy"])
+        assert all(32 <= n <= 160 for n in ph.masks.shape[-2:])
+        if config.ndim == 3:
+            assert 0.2 <= ph.voxel_size[0] <= 2.0
+            assert 6 <= ph.masks.shape[1] <= 16
+        else:
+            assert ph.voxel_size[0] == 1.0
+        seen_dtypes.add(r["dtype"])
+        seen_voxels.append(r["voxel_xy"])
+    assert len(seen_dtypes) >= 2  # the factors really vary between images
+    assert np.ptp(seen_voxels) > 0.2
+
+
+def test_randomised_deterministic_by_seed():
+    a = generate_randomised(seed=5, config=SMALL_3D)
+    b = generate_randomised(seed=5, config=SMALL_3D)
+    c = generate_randomised(seed=6, config=SMALL_3D)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.masks, b.masks)
+    np.testing.assert_array_equal(a.vectors.start, b.vectors.start)
+    assert a.info["randomisation"] == b.info["randomisation"]
+    assert a.info["randomisation"] != c.info["randomisation"]
+
+
+@pytest.mark.parametrize("config", [
+    SMALL_3D.with_ranges(density=(0.8, 1.5)),
+    SMALL_2D.with_ranges(density=(0.8, 1.5)),
+    FAMILIES["cytology-2d"].with_ranges(pixels_xy=(64, 200)),
+], ids=["3d", "2d", "cytology"])
+def test_randomised_truth_vectors_inside_their_objects(config):
+    n = 0
+    for seed in range(3):
+        ph = generate_randomised(seed=seed, config=config, shape=None)
+        vs = np.asarray(ph.voxel_size)[3 - ph.ndim:]
+        ids = ph.vectors.extra["cell_id"].astype(int)
+        n += len(ids)
+        for k, s, e in zip(ids, ph.vectors.start[:, 3 - ph.ndim:], ph.vectors.end[:, 3 - ph.ndim:]):
+            # A (possibly overlapped) nucleus holds its centroid, or nearly.
+            own = ph.masks[0] == k
+            d_in = ndimage.distance_transform_edt(~own, sampling=vs)
+            assert d_in[tuple(np.round(s).astype(int))] <= 1.0
+            # The end centroid lies in or right beside its own end object
+            # (a fragmented Golgi ribbon curves around the nucleus).
+            d_end = ndimage.distance_transform_edt(ph.masks[1] != k, sampling=vs)
+            assert d_end[tuple(np.round(e).astype(int))] <= 4.0
+        limit = MAX_PAIR_DISTANCE_2D if config.geometry == "cytoplasm-nucleus" else MAX_PAIR_DISTANCE_3D
+        assert ph.vectors.geometry(ph.voxel_size)["length_um"].max(initial=0) <= limit
+    assert n >= 10
+
+
+def test_randomised_2d_cytology_nuclei_in_their_cytoplasm():
+    ph = generate_randomised(seed=1, config=FAMILIES["cytology-2d"].with_ranges(pixels_xy=(64, 200)))
+    assert ph.structures == ("cytoplasm", "nucleus")
+    assert ph.voxel_size == (1.0, 1.0, 1.0)
+    cyto, nuc = ph.masks
+    assert np.all(cyto[nuc > 0] == nuc[nuc > 0])
+
+
+def test_families_fix_their_factors():
+    other = generate_randomised(seed=2, config="other-microscope")
+    assert other.voxel_size == (1.0, 0.4, 0.4)
+    assert other.masks.shape[1] == 16
+    for seed in range(3):
+        iso = generate_randomised(seed=seed, config=FAMILIES["isolated"].with_ranges(pixels_xy=(32, 96)))
+        assert iso.info["randomisation"]["density"] <= 0.2
+        assert iso.info["randomisation"]["overlap"] == 0.0
+    assert FAMILIES["cultured-2d"].ndim == 2
+    with pytest.raises(InputError, match="unknown phantom family"):
+        generate_randomised(config="nope")
+
+
+def test_crowding_and_photons_follow_their_ranges():
+    sparse = generate_randomised(seed=4, config=SMALL_2D.with_ranges(density=(0.1, 0.1)),
+                                 shape=(160, 160), voxel_size=(1.0, 0.5, 0.5))
+    dense = generate_randomised(seed=4, config=SMALL_2D.with_ranges(density=(1.2, 1.2)),
+                                shape=(160, 160), voxel_size=(1.0, 0.5, 0.5))
+    assert dense.info["cells_placed"] > 3 * max(sparse.info["cells_placed"], 1)
+
+    def noise_share(photons):
+        cfg = SMALL_2D.with_ranges(photons=(photons, photons), haze=(0.3, 0.3), vessels=(0, 0),
+                                   distractors=(0, 0), crosstalk=(0, 0), dim_fraction=(0, 0))
+        cfg = replace(cfg, dtypes=("uint16",), noise_models=("poisson",), saturation=0.0)
+        ph = generate_randomised(seed=9, config=cfg, shape=(128, 128), voxel_size=(1, 0.4, 0.4))
+        bg = ph.image[0].astype(float)
+        grain = bg - ndimage.gaussian_filter(bg, 3.0)  # pixel noise, not the smooth haze
+        far = ndimage.distance_transform_edt((ph.masks[0] == 0) & (ph.masks[1] == 0)) > 8
+        return grain[far].std() / bg[far].mean()
+
+    assert noise_share(20.0) > 3 * noise_share(2000.0)
+
+
+def test_fixed_dtype_and_saturation():
+    cfg = replace(SMALL_2D, dtypes=("uint8",), saturation=1.0)
+    ph = generate_randomised(seed=0, config=cfg)
+    assert ph.image.dtype == np.uint8
+    assert ph.info["randomisation"]["saturate"]
+    assert (ph.image == 255).sum() > 10
+
+
+def test_generate_phantom_randomise_option():
+    a = generate_phantom(randomise="cultured-2d", seed=3)
+    b = generate_randomised(config="cultured-2d", seed=3)
+    np.testing.assert_array_equal(a.image, b.image)
+    c = generate_phantom(randomise=True, ndim=2, structures=("nucleus", "golgi"), seed=1,
+                         shape=(96, 96))
+    assert c.structures == ("nucleus", "golgi") and c.info["randomisation"]["geometry"] == "nucleus-golgi"
+    d = generate_phantom(randomise=True, ndim=2, seed=1, shape=(96, 96))
+    assert d.info["randomisation"]["geometry"] == "cytoplasm-nucleus"
+
+
+@pytest.mark.parametrize("bad", [dict(voxel_xy=(0.7, 0.1)), dict(photons=(-1.0, 10.0)),
+                                 dict(dtypes=("int64",)), dict(ndim=3, geometry="cytoplasm-nucleus")])
+def test_bad_randomisation(bad):
+    with pytest.raises(InputError):
+        generate_randomised(config=replace(DomainRandomisation(), **bad))
+
+
+def test_cli_randomised_family(tmp_path, capsys):
+    out = tmp_path / "fam"
+    assert main(["phantom", str(out), "--family", "cultured-2d", "--seed", "4",
+                 "--shape", "120", "100"]) == 0
+    assert "randomised" in capsys.readouterr().out
+    img = tifffile.imread(out / "phantom_000.ome.tif")
+    assert img.shape[-2:] == (100, 120)
+    vec = read_vectors(out / "phantom_000_vectors.csv")
+    assert vec.names == ("nucleus", "golgi") and vec.ndim == 2
+    out2 = tmp_path / "r2"
+    assert main(["phantom", str(out2), "--randomise", "--2d", "--structures", "nucleus", "golgi",
+                 "--shape", "96", "96"]) == 0
+    assert read_vectors(out2 / "phantom_000_vectors.csv").names == ("nucleus", "golgi")
+    assert main(["phantom", str(tmp_path / "x"), "--family", "nope"]) == 2
+    assert main(["phantom", str(tmp_path / "y"), "--structures", "a", "b"]) == 2

@@ -41,8 +41,24 @@ def register(sub):
     p.add_argument("--rgb", action="store_true",
                    help="with --2d: an RGB bright-field-like uint8 image instead of two "
                         "fluorescence channels")
+    p.add_argument("--randomise", action="store_true",
+                   help="domain-randomised images: voxel size, blur, crowding, shapes, "
+                        "brightness, haze, crosstalk, noise, saturation and dtype drawn per "
+                        "image and cell (by seed); other look options are then ignored")
+    p.add_argument("--family", metavar="NAME", default=None,
+                   help="randomised images of a named family (implies --randomise): "
+                        + ", ".join(_family_names()))
+    p.add_argument("--structures", nargs=2, metavar=("START", "END"), default=None,
+                   help="with --randomise --2d: nucleus golgi for cultured cells (default "
+                        "cytoplasm nucleus)")
     add_debug_flag(p)
     p.set_defaults(func=run)
+
+
+def _family_names():
+    from ..synthetic.phantom import FAMILIES
+
+    return list(FAMILIES)
 
 
 def _shape(args, ndim):
@@ -79,6 +95,10 @@ def run(args) -> int:
         raise InputError("--rgb needs --2d")
     if args.n_images < 1:
         raise InputError(f"--n-images must be at least 1, got {args.n_images}")
+    if args.family is not None or args.randomise:
+        return _run_randomised(args, ndim)
+    if args.structures is not None:
+        raise InputError("--structures needs --randomise or --family")
     job = write_phantom_set(
         args.outdir, n_images=args.n_images, shape=_shape(args, ndim),
         voxel_size=_voxel_size(args, ndim), seed=args.seed, ndim=ndim, density=args.density,
@@ -88,5 +108,32 @@ def run(args) -> int:
     with ProgressBar() as bar:
         paths = run_job(job, bar)
     print(f"wrote {args.n_images} phantom image(s) with ground truth to {args.outdir} "
+          f"({len(paths)} files)")
+    return 0
+
+
+def _run_randomised(args, ndim) -> int:
+    from ..jobs import run_job
+    from ..synthetic.phantom import DomainRandomisation, family, write_phantom_set
+
+    if args.rgb:
+        raise InputError("--rgb cannot be combined with --randomise or --family")
+    if args.family is not None:
+        config = family(args.family)
+        if args.two_d and config.ndim != 2:
+            raise InputError(f"family {args.family} is 3D; leave out --2d")
+        ndim = config.ndim
+    else:
+        cyto = ndim == 2 and (args.structures is None or args.structures[0] == "cytoplasm")
+        config = DomainRandomisation(ndim=ndim,
+                                     geometry="cytoplasm-nucleus" if cyto else "nucleus-golgi")
+    job = write_phantom_set(
+        args.outdir, n_images=args.n_images, shape=_shape(args, ndim),
+        voxel_size=_voxel_size(args, ndim), seed=args.seed, ndim=ndim, randomise=config,
+        structures=tuple(args.structures) if args.structures else None)
+    with ProgressBar() as bar:
+        paths = run_job(job, bar)
+    print(f"wrote {args.n_images} randomised phantom image(s) "
+          f"({args.family or 'broad ranges'}) with ground truth to {args.outdir} "
           f"({len(paths)} files)")
     return 0

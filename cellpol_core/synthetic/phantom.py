@@ -31,7 +31,7 @@ neither the masks nor the vectors.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -483,11 +483,13 @@ def _sample_cells_2d(rng, shape, *, density, mean_direction, concentration, dim_
 
 # ----------------------------------------------------------------------------- rendering
 
-def _render_masks(cells, shape, spacing, *, nested):
+def _render_masks(cells, shape, spacing, *, nested, end_over_own_start=False):
     """Instance masks and noiseless signals (float32) of the cells.
 
     ``nested``: the end object lies inside the start object (2D cells);
-    otherwise the end object stays outside every start object (Golgi).
+    otherwise the end object stays outside every start object (Golgi), or
+    outside every other cell's start object with ``end_over_own_start`` (2D
+    projections, where a Golgi may lie over its own nucleus' rim).
     """
     nd = len(shape)
     origin = np.zeros(nd)
@@ -513,7 +515,10 @@ def _render_masks(cells, shape, spacing, *, nested):
             sl, inside, rel = r
             sub = end[sl]
             host = start[sl]
-            allowed = (host == k) if nested else (host == 0)
+            if nested:
+                allowed = host == k
+            else:
+                allowed = (host == 0) | (host == k) if end_over_own_start else host == 0
             new = inside & allowed & ((sub == 0) | (sub == k))
             sub[new] = k
             val = cell.end_brightness * (1.0 - 0.5 * rel[new] ** 2)
@@ -680,7 +685,7 @@ def generate_phantom(*, shape=None, voxel_size=None, seed=0, density=1.0,
                      mean_direction: Optional[float] = None, concentration=0.0, ndim=3,
                      dim_fraction=0.15, distractors=1.0, vessels=1.0, noise=1.0,
                      neighbour_fraction=0.2, psf_sigma=None, structures=None,
-                     rgb=False, intensity=1.0) -> Phantom:
+                     rgb=False, intensity=1.0, randomise=None) -> Phantom:
     """Generate one synthetic image with its ground-truth vectors and masks.
 
     Parameters
@@ -729,6 +734,13 @@ def generate_phantom(*, shape=None, voxel_size=None, seed=0, density=1.0,
         like a camera gain; the signal-to-noise ratio does not change). At 1.0
         the background is about 100 and nuclei about 1500. Not used with
         ``rgb``.
+    randomise : bool, str or DomainRandomisation, optional
+        Draw every appearance factor from broad ranges instead
+        (:func:`generate_randomised`): True for the broad randomisation of
+        ``ndim`` and ``structures`` (2D: cytoplasm→nucleus unless the start
+        structure is not "cytoplasm"), a family name from :data:`FAMILIES`, or
+        the ranges themselves. Then only ``seed``, ``shape``, ``voxel_size``
+        and ``structures`` are used.
 
     Returns
     -------
@@ -739,6 +751,13 @@ def generate_phantom(*, shape=None, voxel_size=None, seed=0, density=1.0,
     InputError
         On invalid options.
     """
+    if randomise is not None and randomise is not False:
+        if randomise is True:
+            cyto = ndim == 2 and (structures is None or tuple(structures)[0] == "cytoplasm")
+            randomise = DomainRandomisation(
+                ndim=ndim, geometry="cytoplasm-nucleus" if cyto else "nucleus-golgi")
+        return generate_randomised(seed=seed, config=randomise, shape=shape,
+                                   voxel_size=voxel_size, structures=structures)
     shape, voxel_size, structures = _resolve_options(
         ndim=ndim, shape=shape, voxel_size=voxel_size, structures=structures, density=density,
         concentration=concentration, dim_fraction=dim_fraction, noise=noise,
@@ -870,6 +889,514 @@ def _info(cells, masks, vectors, dropped, density) -> dict:
 
 def _present(mask):
     return [i + 1 for i, sl in enumerate(ndimage.find_objects(mask)) if sl is not None]
+
+
+# ----------------------------------------------------------------------------- domain randomisation
+
+@dataclass(frozen=True)
+class DomainRandomisation:
+    """Ranges of the appearance factors of a randomised phantom.
+
+    Every factor is drawn per image from its ``(low, high)`` range (uniformly;
+    ``photons`` and ``density`` log-uniformly); some are then drawn again per
+    cell around the image's value. A range with equal ends fixes the factor.
+    Lengths are in µm; the 2D cytoplasm→nucleus geometry works in pixels, as
+    the plain 2D phantoms do, and scales its cells by ``cell_scale`` instead of
+    a voxel size.
+
+    Attributes
+    ----------
+    ndim : {3, 2}
+    geometry : {"nucleus-golgi", "cytoplasm-nucleus"}
+        Nucleus with a Golgi beside it (2D or 3D), or a cytoplasm holding a
+        nucleus (2D only).
+    voxel_xy, voxel_z : (float, float)
+        Voxel size in µm (z only in 3D).
+    field_xy_um, field_z_um : (float, float)
+        Field of view; the array shape follows from it and the voxel size,
+        clipped to ``pixels_xy`` and ``planes``.
+    pixels_xy, planes : (int, int)
+        Smallest and largest array size in y/x and in z.
+    psf_xy_um, psf_z_um : (float, float)
+        Gaussian PSF SD; ``defocus`` adds a wide out-of-focus copy of this share.
+    density : (float, float)
+        Crowding (1 = nuclei touching in places); log-uniform.
+    overlap : (float, float)
+        Share of a nucleus' short semi-axis by which neighbours may overlap.
+    neighbour_fraction : (float, float)
+        Share of nuclei placed right beyond another cell's Golgi.
+    nucleus_scale, nucleus_aspect : (float, float)
+        Nucleus size factor and long/short axis ratio.
+    nucleus_waviness, nucleus_texture : (float, float)
+        Surface waviness and chromatin texture strength (0 = smooth, even).
+    texture_grain_um : (float, float)
+        Size of the chromatin grain.
+    nucleoli : (int, int)
+        Most nucleoli per nucleus (each nucleus gets 0 up to the drawn number).
+    golgi_fragmentation : (float, float)
+        0: a compact cluster of a few blobs; 1: a ribbon of many small
+        fragments spread around the nucleus.
+    golgi_at_pole : (float, float)
+        Share of cells whose Golgi sits at an end of the nucleus' long axis
+        (the others: anywhere around it).
+    golgi_elevation_deg : (float, float)
+        SD of the Golgi's elevation above or below the nucleus (3D).
+    brightness_spread : (float, float)
+        Log-SD of the cells' brightness.
+    dim_fraction, dim_factor : (float, float)
+        Share of dim cells and their brightness factor.
+    haze, vessels : (float, float)
+        Smooth background haze and vessel-like tubes, relative to a nucleus.
+    distractors : (float, float)
+        Bright dirt in the end channel, relative to the default amount.
+    crosstalk : (float, float)
+        Share of each channel bleeding into the other.
+    photons : (float, float)
+        Photons at a typical nucleus' centre; log-uniform.
+    read_noise : (float, float)
+        Camera read noise SD in photons.
+    noise_models : tuple of str
+        Drawn from: "poisson", "gaussian" (the Gaussian approximation of shot
+        noise), "poisson-gaussian" (with read noise).
+    saturation : float
+        Chance that the brightest voxels saturate.
+    dtypes : tuple of str
+        Drawn from: "uint8", "uint16", "float32".
+    cell_scale : (float, float)
+        Cytoplasm→nucleus geometry: cell size factor in pixels.
+    """
+
+    ndim: int = 3
+    geometry: str = "nucleus-golgi"
+    voxel_xy: tuple = (0.1, 0.7)
+    voxel_z: tuple = (0.2, 2.0)
+    field_xy_um: tuple = (50.0, 160.0)
+    field_z_um: tuple = (10.0, 30.0)
+    pixels_xy: tuple = (64, 320)
+    planes: tuple = (8, 64)
+    psf_xy_um: tuple = (0.1, 0.6)
+    psf_z_um: tuple = (0.3, 1.6)
+    defocus: tuple = (0.0, 0.4)
+    density: tuple = (0.05, 1.5)
+    overlap: tuple = (0.0, 0.3)
+    neighbour_fraction: tuple = (0.0, 0.3)
+    nucleus_scale: tuple = (0.75, 1.3)
+    nucleus_aspect: tuple = (1.0, 2.4)
+    nucleus_waviness: tuple = (0.0, 0.12)
+    nucleus_texture: tuple = (0.0, 0.6)
+    texture_grain_um: tuple = (0.4, 1.5)
+    nucleoli: tuple = (0, 4)
+    golgi_fragmentation: tuple = (0.0, 1.0)
+    golgi_at_pole: tuple = (0.0, 1.0)
+    golgi_elevation_deg: tuple = (0.0, 50.0)
+    brightness_spread: tuple = (0.05, 0.6)
+    dim_fraction: tuple = (0.0, 0.4)
+    dim_factor: tuple = (0.12, 0.4)
+    haze: tuple = (0.0, 0.6)
+    vessels: tuple = (0.0, 0.4)
+    distractors: tuple = (0.0, 2.0)
+    crosstalk: tuple = (0.0, 0.25)
+    photons: tuple = (15.0, 3000.0)
+    read_noise: tuple = (0.0, 6.0)
+    noise_models: tuple = ("poisson", "gaussian", "poisson-gaussian")
+    saturation: float = 0.25
+    dtypes: tuple = ("uint8", "uint16", "float32")
+    cell_scale: tuple = (0.85, 1.2)
+
+    def validate(self):
+        """Raise InputError on an impossible range."""
+        if self.ndim not in (2, 3):
+            raise InputError(f"ndim must be 2 or 3, got {self.ndim}")
+        if self.geometry not in ("nucleus-golgi", "cytoplasm-nucleus"):
+            raise InputError(f"geometry must be nucleus-golgi or cytoplasm-nucleus, "
+                             f"got {self.geometry}")
+        if self.geometry == "cytoplasm-nucleus" and self.ndim != 2:
+            raise InputError("the cytoplasm-nucleus geometry is 2D only")
+        for f in self.__dataclass_fields__:
+            v = getattr(self, f)
+            if f in ("noise_models", "dtypes") or not isinstance(v, tuple):
+                continue
+            if len(v) != 2 or not all(math.isfinite(x) and x >= 0 for x in v) or v[0] > v[1]:
+                raise InputError(f"randomisation range {f} must be (low, high) with "
+                                 f"0 <= low <= high, got {v}")
+        for name, allowed, got in (("noise model", _NOISE_MODELS, self.noise_models),
+                                   ("dtype", _DTYPES, self.dtypes)):
+            if not got or any(g not in allowed for g in got):
+                raise InputError(f"{name}s must be some of {', '.join(allowed)}, got {got}")
+        if min(self.voxel_xy) <= 0 or min(self.voxel_z) <= 0 or self.pixels_xy[0] < 16:
+            raise InputError("voxel sizes must be > 0 and images at least 16 pixels wide")
+        if not 0 <= self.saturation <= 1:
+            raise InputError(f"saturation must be a chance in [0, 1], got {self.saturation}")
+        return self
+
+    def with_ranges(self, **ranges) -> "DomainRandomisation":
+        """A copy with some ranges replaced."""
+        return replace(self, **ranges)
+
+
+_NOISE_MODELS = ("poisson", "gaussian", "poisson-gaussian")
+_DTYPES = ("uint8", "uint16", "float32")
+
+#: Named phantom families: benchmarks train on some and hold one out. Each is the
+#: broad randomisation with some ranges narrowed.
+FAMILIES = {
+    "random-3d": DomainRandomisation(),
+    "isolated": DomainRandomisation(density=(0.05, 0.2), overlap=(0.0, 0.0),
+                                    neighbour_fraction=(0.0, 0.0), dim_fraction=(0.0, 0.1),
+                                    haze=(0.0, 0.2), photons=(300.0, 3000.0)),
+    "crowded": DomainRandomisation(density=(0.7, 1.0), overlap=(0.0, 0.05),
+                                   neighbour_fraction=(0.1, 0.2), golgi_at_pole=(0.6, 1.0),
+                                   photons=(200.0, 2000.0)),
+    "touching": DomainRandomisation(density=(1.1, 1.5), overlap=(0.15, 0.3),
+                                    neighbour_fraction=(0.2, 0.3), golgi_at_pole=(0.0, 0.2),
+                                    dim_fraction=(0.25, 0.4), haze=(0.3, 0.6),
+                                    crosstalk=(0.1, 0.25), photons=(15.0, 80.0)),
+    "other-microscope": DomainRandomisation(voxel_xy=(0.4, 0.4), voxel_z=(1.0, 1.0),
+                                            planes=(16, 16), field_z_um=(16.0, 16.0),
+                                            psf_z_um=(1.0, 1.6), density=(0.4, 1.0)),
+    "random-2d": DomainRandomisation(ndim=2),
+    "cultured-2d": DomainRandomisation(ndim=2, voxel_xy=(0.25, 0.7), density=(0.05, 0.4),
+                                       overlap=(0.0, 0.05), neighbour_fraction=(0.0, 0.1)),
+    "cultured-2d-dense": DomainRandomisation(ndim=2, voxel_xy=(0.1, 0.4), density=(0.8, 1.5),
+                                             overlap=(0.1, 0.3), neighbour_fraction=(0.1, 0.3),
+                                             golgi_fragmentation=(0.4, 1.0),
+                                             photons=(15.0, 300.0)),
+    "cytology-2d": DomainRandomisation(ndim=2, geometry="cytoplasm-nucleus",
+                                       density=(0.3, 1.4)),
+}
+
+
+def family(name: str) -> DomainRandomisation:
+    """The :class:`DomainRandomisation` of a named family (see :data:`FAMILIES`)."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise InputError(f"unknown phantom family {name!r}; known: "
+                         f"{', '.join(FAMILIES)}") from None
+
+
+def _uniform(rng, r):
+    return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
+
+
+def _loguniform(rng, r):
+    if r[1] <= r[0]:
+        return float(r[0])
+    return float(math.exp(rng.uniform(math.log(max(r[0], 1e-9)), math.log(r[1]))))
+
+
+def _draw_settings(rng, dr: DomainRandomisation) -> dict:
+    """One image's factors, drawn from the ranges (always in the same order)."""
+    s = {name: _uniform(rng, getattr(dr, name)) for name in (
+        "voxel_xy", "voxel_z", "field_xy_um", "field_z_um", "psf_xy_um", "psf_z_um", "defocus",
+        "overlap", "neighbour_fraction", "nucleus_scale", "nucleus_aspect", "nucleus_waviness",
+        "nucleus_texture", "texture_grain_um", "golgi_fragmentation", "golgi_at_pole",
+        "golgi_elevation_deg", "brightness_spread", "dim_fraction", "dim_factor", "haze",
+        "vessels", "distractors", "crosstalk", "read_noise", "cell_scale")}
+    s["crosstalk_back"] = _uniform(rng, dr.crosstalk)
+    s["density"] = _loguniform(rng, dr.density)
+    s["photons"] = _loguniform(rng, dr.photons)
+    s["nucleoli"] = int(rng.integers(int(dr.nucleoli[0]), int(dr.nucleoli[1]) + 1))
+    s["noise_model"] = str(dr.noise_models[rng.integers(len(dr.noise_models))])
+    s["dtype"] = str(dr.dtypes[rng.integers(len(dr.dtypes))])
+    s["saturate"] = bool(rng.random() < dr.saturation)
+    return s
+
+
+def _rand_nucleus(rng, nd, center, s, axis_angle):
+    size = float(np.clip(rng.normal(11.0, 2.0), 6.0, 17.0)) * s["nucleus_scale"]
+    aspect = float(np.clip(s["nucleus_aspect"] * rng.lognormal(0.0, 0.12), 1.0, 3.0))
+    major, minor = size * math.sqrt(aspect), size / math.sqrt(aspect)
+    if nd == 3:
+        thick = float(np.clip(minor * rng.uniform(0.45, 0.9), 3.0, minor))
+        axes = _axes_3d(axis_angle, math.radians(rng.normal(0, 8)), math.radians(rng.normal(0, 15)))
+        semi = np.array([major, minor, thick]) / 2
+    else:
+        axes = _axes_2d(axis_angle)
+        semi = np.array([major, minor]) / 2
+    freq, amp, phase = _wavy(rng, nd, 3, s["nucleus_waviness"] + 1e-6)
+    return _Ellipsoid(np.asarray(center, float), axes, semi, freq, amp, phase)
+
+
+def _rand_golgi(rng, nucleus: _Ellipsoid, d, s) -> list:
+    """Blobs hugging the nucleus around direction ``d``: compact or a fragmented ribbon."""
+    nd = len(d)
+    frag = s["golgi_fragmentation"] * rng.uniform(0.6, 1.0)
+    n = int(3 + round(frag * 12) + rng.integers(0, 3))
+    spread = 0.25 + 1.0 * frag  # half angle in radians around d
+    if nd == 3:
+        e1 = np.cross(d, [1.0, 0.0, 0.0])
+        if np.linalg.norm(e1) < 1e-6:
+            e1 = np.array([0.0, 1.0, 0.0])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(d, e1)
+    blobs = []
+    for _ in range(n):
+        br = rng.uniform(0.8, 1.7) * (1.0 - 0.5 * frag)
+        a1 = rng.uniform(-spread, spread)
+        if nd == 3:
+            a2 = rng.uniform(-0.5, 0.5) * spread
+            di = d + math.tan(a1) * e1 + math.tan(a2) * e2
+        else:
+            c, si = math.cos(a1), math.sin(a1)
+            di = np.array([c * d[0] - si * d[1], si * d[0] + c * d[1]])
+        di = di / np.linalg.norm(di)
+        # 2D images are projections: the Golgi may lie over the nucleus' rim.
+        lo = -0.6 if nd == 2 else 0.4
+        dist = nucleus.radius(di) + br * rng.uniform(lo, 1.0)
+        blobs.append(_Ellipsoid(nucleus.center + di * dist, _random_rotation(rng, nd),
+                                br * rng.uniform(0.7, 1.3, nd)))
+    return blobs
+
+
+def _sample_cells_random(rng, shape, spacing, s) -> list:
+    """Nucleus→Golgi cells (2D or 3D, µm) placed at the drawn density and overlap."""
+    nd = len(shape)
+    extent = np.asarray(shape, float) * spacing
+    pad = 6.0
+    if nd == 3:
+        origin, step = (-5.0, -pad - 4, -pad - 4), (0.5, 1.0, 1.0)
+        occ_extent = (extent[0] + 10.0, extent[1] + 2 * pad + 8, extent[2] + 2 * pad + 8)
+    else:
+        origin, step = (-pad - 4, -pad - 4), (1.0, 1.0)
+        occ_extent = (extent[0] + 2 * pad + 8, extent[1] + 2 * pad + 8)
+    occ_nuc, occ_golgi = _Occupancy(origin, step, occ_extent), _Occupancy(origin, step, occ_extent)
+    area = (extent[-2] + 2 * pad) * (extent[-1] + 2 * pad)
+    per_cell = (_AREA_PER_CELL_3D if nd == 3 else 2.0 * _AREA_PER_CELL_3D) * s["nucleus_scale"] ** 2
+    n_target = int(round(s["density"] * area / per_cell))
+    limit = MAX_PAIR_DISTANCE_3D - 2.5
+    cells, attempts = [], 0
+    while len(cells) < n_target and attempts < 40 * n_target + 20:
+        attempts += 1
+        if cells and rng.random() < s["neighbour_fraction"]:
+            other = cells[rng.integers(len(cells))]
+            g = other.end_center
+            u = other.direction.copy()
+            if nd == 3:
+                u[0] = 0.0
+            az = math.atan2(-u[-2], u[-1]) + math.radians(rng.normal(0, 20))
+            u = _direction(az, 0.0, nd)
+            nuc = _rand_nucleus(rng, nd, g, s, az + math.pi / 2)
+            reach = max(float((b.center - g) @ u) + float(b.semi.max()) for b in other.end)
+            center = g + u * (nuc.radius(-u) + max(reach, 0.0) + 0.6)
+            if nd == 3:
+                center[0] = float(np.clip(g[0] + rng.normal(0, 1.0), 0.2 * extent[0],
+                                          0.8 * extent[0]))
+            nuc.center = center
+        else:
+            center = [rng.uniform(-pad, e + pad) for e in extent[-2:]]
+            if nd == 3:
+                center = [rng.uniform(0.2 * extent[0], 0.8 * extent[0])] + center
+            nuc = _rand_nucleus(rng, nd, center, s, rng.uniform(0, 2 * math.pi))
+        if rng.random() < s["golgi_at_pole"]:  # along the long axis, either end
+            d = nuc.axes[0] * (1.0 if rng.random() < 0.5 else -1.0)
+            az = math.atan2(-d[-2], d[-1]) + math.radians(rng.normal(0, 12))
+        else:
+            az = rng.uniform(0, 2 * math.pi)
+        if nd == 3:
+            el = math.radians(float(np.clip(rng.normal(0, s["golgi_elevation_deg"] + 1e-6),
+                                            -75, 75)))
+            d = _direction(az, el)
+        else:
+            d = _direction(az, ndim=2)
+        r_d = nuc.radius(d)
+        if r_d > limit:  # keep the Golgi within the pair distance of the nucleus centroid
+            nuc = nuc.scaled(limit / r_d)
+        shrink = 0.5 + s["overlap"] * float(nuc.semi[1])
+        if occ_nuc.hits(nuc, shrink) or occ_golgi.hits(nuc, 0.5):
+            continue
+        blobs = _rand_golgi(rng, nuc, d, s)
+        if any(occ_nuc.hits(b, 0.2) or occ_golgi.hits(b, 0.2) for b in blobs):
+            continue
+        label = len(cells) + 1
+        occ_nuc.mark(nuc, label, shrink)
+        for b in blobs:
+            occ_golgi.mark(b, label, 0.2)
+        spread = s["brightness_spread"]
+        dim = bool(rng.random() < s["dim_fraction"])
+        bn = float(rng.lognormal(0.0, spread))
+        bg = bn * float(rng.lognormal(math.log(1.6), 0.3))
+        if dim:
+            f = s["dim_factor"] * rng.uniform(0.8, 1.2)
+            bn, bg = bn * f, bg * f
+        cells.append(_Cell(nuc, blobs, d, bn, bg, dim))
+    return cells
+
+
+def _draw_shape(rng, dr, s, shape, voxel_size):
+    """Array shape and (z, y, x) voxel size from the drawn field of view."""
+    nd = dr.ndim
+    if dr.geometry == "cytoplasm-nucleus":
+        vs = (1.0, 1.0, 1.0) if voxel_size is None else tuple(voxel_size)
+        if shape is None:
+            # Cytology fields in pixels: 4-8 cells across at the drawn cell scale.
+            n = int(np.clip(round(rng.uniform(300, 600)), dr.pixels_xy[0], max(dr.pixels_xy[1], 256)))
+            shape = (n, int(np.clip(round(n * rng.uniform(0.8, 1.25)), 64, 640)))
+        return tuple(shape), vs
+    if voxel_size is None:
+        voxel_size = (s["voxel_z"] if nd == 3 else 1.0, s["voxel_xy"], s["voxel_xy"])
+    vs = tuple(float(v) for v in voxel_size)
+    if shape is None:
+        lo, hi = dr.pixels_xy
+        ny = int(np.clip(round(s["field_xy_um"] / vs[1]), lo, hi))
+        nx = int(np.clip(round(s["field_xy_um"] * rng.uniform(0.8, 1.25) / vs[2]), lo, hi))
+        shape = (ny, nx)
+        if nd == 3:
+            nz = int(np.clip(round(s["field_z_um"] / vs[0]), dr.planes[0], dr.planes[1]))
+            shape = (nz,) + shape
+    return tuple(int(n) for n in shape), vs
+
+
+def generate_randomised(*, seed=0, config=None, shape=None, voxel_size=None,
+                        structures=None) -> Phantom:
+    """A domain-randomised phantom: every appearance factor drawn from a broad range.
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed and configuration give identical arrays.
+    config : DomainRandomisation or str, optional
+        The ranges, or the name of a family in :data:`FAMILIES`; default the
+        broad 3D nucleus→Golgi randomisation.
+    shape : tuple of int, optional
+        Array shape (Z, Y, X) or (Y, X); default drawn from the field of view.
+    voxel_size : tuple of 3 floats, optional
+        (z, y, x) µm; default drawn.
+    structures : (str, str), optional
+        Start and end names; default nucleus/Golgi, or cytoplasm/nucleus for
+        that geometry.
+
+    Returns
+    -------
+    Phantom
+        ``info["randomisation"]`` holds the drawn factors; the image is
+        uint8, uint16 or float32 as drawn.
+    """
+    dr = family(config) if isinstance(config, str) else (config or DomainRandomisation())
+    dr.validate()
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise InputError(f"seed must be an integer >= 0, got {seed}")
+    cyto = dr.geometry == "cytoplasm-nucleus"
+    structures = tuple(structures) if structures else (STRUCTURES_2D if cyto else STRUCTURES_3D)
+    if len(structures) != 2:
+        raise InputError(f"structures must be two names (start, end), got {structures}")
+    if shape is not None and (len(shape) != dr.ndim or any(int(n) != n or n < 1 for n in shape)):
+        raise InputError(f"shape must be {dr.ndim} positive integers, got {tuple(shape)}")
+    if voxel_size is not None and (len(voxel_size) != 3 or
+                                   any(not math.isfinite(v) or v <= 0 for v in voxel_size)):
+        raise InputError(f"voxel size must be 3 positive numbers (z, y, x), got {voxel_size}")
+    # Separate streams, so that e.g. a new noise model leaves the geometry alone.
+    set_rng, geom_rng, tex_rng, noise_rng = (
+        np.random.default_rng(q) for q in np.random.SeedSequence([int(seed), 13]).spawn(4))
+    s = _draw_settings(set_rng, dr)
+    shape, vs = _draw_shape(set_rng, dr, s, shape, voxel_size)
+    nd = dr.ndim
+    if cyto:
+        scale = s["cell_scale"]
+        spacing = np.full(2, 1.0 / scale)  # cells drawn in px of a grid scaled by 1/scale
+        cells = _sample_cells_2d(geom_rng, tuple(np.asarray(shape) / scale), density=s["density"],
+                                 mean_direction=None, concentration=0.0,
+                                 dim_fraction=s["dim_fraction"])
+        for c in cells:
+            f = float(geom_rng.lognormal(0.0, s["brightness_spread"]))
+            c.start_brightness, c.end_brightness = c.start_brightness / 900 * f, \
+                c.end_brightness / 900 * f
+        start, end, s_sig, e_sig = _render_masks(cells, shape, spacing, nested=True)
+        max_d, geom_vs = MAX_PAIR_DISTANCE_2D, vs
+    else:
+        spacing = np.asarray(vs[3 - nd:], float)
+        cells = _sample_cells_random(geom_rng, shape, spacing, s)
+        start, end, s_sig, e_sig = _render_masks(cells, shape, spacing, nested=False,
+                                                 end_over_own_start=nd == 2)
+        max_d, geom_vs = MAX_PAIR_DISTANCE_3D, vs
+    vectors, dropped = _ground_truth((start, end), cells, nd, geom_vs, max_d, structures)
+    if dropped:
+        e_sig[end == 0] = 0.0
+    s_sig, e_sig = _appearance(tex_rng, s, s_sig, e_sig, start, shape, spacing, nested=cyto)
+    image = _camera(noise_rng, s, np.stack([s_sig, e_sig]))
+    masks = np.stack([start, end])
+    info = _info(cells, masks, vectors, dropped, s["density"])
+    info["randomisation"] = dict(s, shape=tuple(shape), voxel_size=vs, geometry=dr.geometry)
+    return Phantom(image, vectors, masks, vs, structures, structures, info)
+
+
+def _appearance(rng, s, s_sig, e_sig, start, shape, spacing, *, nested):
+    """Texture, nucleoli, dirt, blur, haze, vessels and crosstalk (noiseless, float32)."""
+    nd = len(shape)
+    um = 2.5 if nested else 1.0  # cytology geometry is in pixels: 2.5 px per nominal µm
+    grain = s["texture_grain_um"] * um
+    texture = _smooth_noise(rng, _coarse_shape(shape, spacing, (grain,) * nd), 1.0, shape)
+    s_sig *= np.maximum(1.0 + s["nucleus_texture"] * texture, 0.05)
+    e_sig *= np.maximum(1.0 + 0.2 * texture, 0.05)
+    del texture
+    if s["nucleoli"] and not nested:
+        labels, cents = _label_centroids(start)
+        origin = np.zeros(nd)
+        for cen in cents:
+            for _ in range(int(rng.integers(0, s["nucleoli"] + 1))):
+                c = cen * spacing + rng.normal(0, 1.5, nd)
+                ell = _Ellipsoid(c, _random_rotation(rng, nd), rng.uniform(0.5, 1.2, nd))
+                r = ell.rasterize(origin, spacing, shape)
+                if r is not None:
+                    sl, inside, _ = r
+                    s_sig[sl][inside] *= rng.uniform(0.3, 0.7)
+    area = float(np.prod(np.asarray(shape[-2:]) * spacing[-2:]))
+    if s["distractors"] > 0:
+        _add_distractors(rng, e_sig, shape, spacing,
+                         count=int(round(s["distractors"] * area / (900.0 * um * um))),
+                         radius=(0.35 * um, 0.8 * um), brightness=2.0)
+    psf = np.array(([s["psf_z_um"]] if nd == 3 else []) + [s["psf_xy_um"]] * 2) * um
+    sig = psf / spacing
+    wide = sig * 4.0 + 2.0
+    out = []
+    for ch in (s_sig, e_sig):
+        b = ndimage.gaussian_filter(ch, sig, truncate=3.0)
+        if s["defocus"] > 0:
+            b = (1 - s["defocus"]) * b + s["defocus"] * ndimage.gaussian_filter(ch, wide, truncate=2.0)
+        out.append(b)
+    s_sig, e_sig = out
+    base = rng.uniform(0.02, 0.12)
+    haze = _smooth_noise(rng, _coarse_shape(shape, spacing, (4.0 * um,) * nd), 5.0, shape)
+    haze = np.maximum(base + s["haze"] * (0.5 + 0.5 * haze), 0.0)
+    s_sig += haze
+    e_sig += haze * rng.uniform(0.6, 1.4)
+    del haze
+    if s["vessels"] > 0:
+        step = (1.0, 2.0, 2.0)[3 - nd:]
+        v = _vessels(rng, shape, spacing, tuple(t * um for t in step), 9.0 * um, 0.28)
+        s_sig += s["vessels"] * 0.6 * v
+        e_sig += s["vessels"] * v
+        del v
+    s_sig, e_sig = s_sig + s["crosstalk"] * e_sig, e_sig + s["crosstalk_back"] * s_sig
+    return s_sig, e_sig
+
+
+def _camera(rng, s, sig):
+    """Photon counts, noise, saturation and the drawn dtype and range."""
+    photons = sig * np.float32(s["photons"])
+    model = s["noise_model"]
+    if model == "gaussian":
+        photons = photons + np.sqrt(np.maximum(photons, 0)) * rng.standard_normal(
+            photons.shape, dtype=np.float32)
+    else:
+        photons = rng.poisson(np.maximum(photons, 0)).astype(np.float32)
+    if model != "poisson":
+        photons += np.float32(s["read_noise"]) * rng.standard_normal(photons.shape, dtype=np.float32)
+    offset = rng.uniform(0.0, 0.05)
+    dtype = np.dtype(s["dtype"])
+    top = float(np.iinfo(dtype).max) if dtype.kind == "u" else 1.0
+    ref = float(np.quantile(photons, 0.999)) + 1e-6
+    fill = rng.uniform(0.6, 1.0) if dtype == np.uint8 else rng.uniform(0.05, 0.9)
+    if s["saturate"]:
+        fill *= rng.uniform(1.3, 2.5)
+    gain = fill * top / ref
+    raw = dtype.kind == "f" and rng.random() < 0.5  # floats as raw photon counts
+    if raw:
+        gain, offset = 1.0, 0.0
+    out = photons * np.float32(gain) + np.float32(offset * top)
+    if not raw and (s["saturate"] or dtype.kind == "u"):
+        out = np.clip(out, 0, top)
+    return _to_uint(out, dtype) if dtype.kind == "u" else out.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- sets on disk
