@@ -365,6 +365,10 @@ def test_lazy_memmap_tile_matches_eager(tmp_path):
 
 
 def test_lazy_compressed_reads_only_needed_pages(tmp_path, monkeypatch):
+    # The page reader (used when zarr is not installed, or tifffile's zarr store fails).
+    import cellpol_core.io.image as image_mod
+
+    monkeypatch.setattr(image_mod, "_zarr_source", lambda path, series: None)
     d = _rand((6, 2, 32, 40))
     path = tmp_path / "z.tif"
     tifffile.imwrite(path, d, imagej=True, metadata={"axes": "ZCYX"}, compression="zlib")
@@ -381,6 +385,18 @@ def test_lazy_compressed_reads_only_needed_pages(tmp_path, monkeypatch):
     np.testing.assert_array_equal(tile, expected[1, 2, 5:9, :])
     assert set(decoded) == {5}  # only plane z=2, c=1 of 12 (stored Z, C)
     np.testing.assert_array_equal(lazy.data[:, 4:], expected[:, 4:])
+
+
+def test_lazy_compressed_through_zarr_matches_eager(tmp_path):
+    pytest.importorskip("zarr")
+    d = _rand((6, 2, 32, 40))
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, d, imagej=True, metadata={"axes": "ZCYX"}, compression="zlib")
+    lazy = read_image(path, lazy=True)
+    expected = d.transpose(1, 0, 2, 3)
+    assert not isinstance(lazy.data, np.ndarray)  # nothing decoded up front
+    np.testing.assert_array_equal(lazy.data[1, 2, 5:9, :], expected[1, 2, 5:9, :])
+    np.testing.assert_array_equal(np.asarray(lazy.data), expected)
 
 
 def test_lazy_array_matches_numpy_views():
