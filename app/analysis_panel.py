@@ -384,6 +384,7 @@ class AnalysisPanel(QWidget):
                         for i in range(len(self.rows)))
             self.table.setColumnHidden(j, empty and bool(self.rows))
         self.fit_dock()
+        self._fit_table_height()
         relative = self.reference_deg is not None
         self.note.setText(
             "Angles: 0° = right, 90° = up on screen; mean azimuth as in the image"
@@ -523,6 +524,16 @@ class AnalysisPanel(QWidget):
         narrow = self.width() < NARROW_PX
         self.split.setOrientation(Qt.Orientation.Vertical if narrow
                                   else Qt.Orientation.Horizontal)
+        self._fit_table_height()
+
+    def _fit_table_height(self):
+        # Under the table, the rose gets the height the rows do not need.
+        vertical = self.split.orientation() == Qt.Orientation.Vertical
+        rows = max(len(self.rows), 1)
+        need = (self.table.horizontalHeader().height() + 2 * self.table.frameWidth()
+                + rows * self.table.verticalHeader().defaultSectionSize()
+                + self.table.horizontalScrollBar().sizeHint().height())
+        self.table.setMaximumHeight(max(need, 80) if vertical else 16777215)
 
     # ------------------------------------------------------------------ drawing
     def _drawing_toggled(self, on):

@@ -485,6 +485,7 @@ class AnnotatorWindow(ViewerWindow):
         self.position_label.setSizePolicy(QSizePolicy.Policy.Ignored,
                                           QSizePolicy.Policy.Preferred)
         self.position_label.setMinimumWidth(40)
+        self.legend.setMinimumWidth(40)  # its full width when there is room, clipped when not
         self.device_label.setMaximumWidth(300)
         self.device_label.setToolTip("Where the models run (predict, train)")
         arrange_docks(self)

@@ -270,8 +270,9 @@ def evaluation_summary(result, *, border_um, margin_um=None) -> str:
         parts.append("<br><i>Assumed:</i> the annotations are complete: every predicted pair "
                      "that matches none counts as false.")
     excluded = result.gt_excluded + result.pred_excluded
-    parts.append(f" Pairs with an end within {format_number(border_um)} {unit} of the image "
-                 f"edge are left out ({excluded}).")
+    if border_um > 0:
+        parts.append(f" Pairs with an end within {format_number(border_um)} {unit} of the "
+                     f"image edge are left out ({excluded}).")
     return "".join(parts)
 
 

@@ -115,8 +115,9 @@ def quick_start_html() -> str:
                       "continues one of the project's models. The Training panel shows the "
                       "loss after each epoch; Cancel keeps a checkpoint to resume from."),
         ("Statistics", "Jobs → Polarity statistics: the mean direction per image, how "
-                       "strongly the cells agree (R) and the tests. Draw a reference "
-                       "direction on the image; Export report writes the tables and plots."),
+                       "strongly the cells agree (R) and the tests. For a reference "
+                       "direction press Draw… and drag on the XY view; Export report writes "
+                       "the tables and plots."),
     )
     items = "".join(f"<li><b>{name}.</b> {text}</li>" for name, text in steps)
     return (f"<h3>Quick start</h3><ol>{items}</ol>"
@@ -221,7 +222,7 @@ class HelpDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.close)
         layout.addWidget(buttons)
-        self.resize(*_fit(parent, 640, 560))
+        self.resize(*_fit(parent, 640, 440))
 
     def text(self) -> str:
         return self.browser.toPlainText()

@@ -111,7 +111,10 @@ class ProjectActions:
         self.set_project(project)
         if w.loaded is not None and w.image_path is not None:
             pairs = w.annotations.to_table()
+            shown, shown_path = w.vectors, w.vectors_path
             w.set_loaded(w.loaded, path=w.image_path, choice=self._shown_choice())
+            if shown is not None and w.vectors is None:  # the vectors on screen stay
+                w.set_vectors(shown, path=shown_path)
             if len(pairs) and len(w.annotations) == 0:
                 w.annotations.replace_all(pairs)
                 w.annotations.save(w.annotations.autosave_path)

@@ -294,3 +294,40 @@ def test_the_3d_view_cannot_float_into_a_black_window(window):
     assert not window.view3d_dock.features() & QDockWidget.DockWidgetFeature.DockWidgetFloatable
     window.reset_layout()
     assert not window.view3d_dock.isFloating()
+
+
+def test_new_project_keeps_the_shown_vectors(qtbot, tmp_path, errors):
+    from cellpol_app.annotator import AnnotatorWindow
+
+    w = AnnotatorWindow(detect_device=False)
+    qtbot.addWidget(w)
+    assert w.open_demo() and w.vectors is not None
+    n, path = len(w.vectors), w.vectors_path
+    assert w.new_project(tmp_path / "proj")
+    assert w.vectors is not None and len(w.vectors) == n and w.vectors_path == path
+    assert w.vectors_box.text() == f"Vectors ({n})"
+
+
+def test_train_dialog_says_what_it_learns_from_and_offers_the_shown_vectors(qtbot, tmp_path,
+                                                                             errors):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from cellpol_app.annotator import AnnotatorWindow
+
+    w = AnnotatorWindow(detect_device=False)
+    qtbot.addWidget(w)
+    assert w.open_demo() and w.new_project(tmp_path / "proj")
+    n = len(w.vectors)
+    dialog = w.make_train_dialog()
+    qtbot.addWidget(dialog)
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    assert "No annotated image" in dialog.data_label.text() and not ok.isEnabled()
+    assert dialog.use_shown_button.isVisibleTo(dialog)
+    assert f"Use the {n} shown vectors" in dialog.use_shown_button.text()
+    dialog.use_shown_button.click()
+    assert len(w.annotations) == n  # one undo step, autosaved
+    assert f"1 annotated image, {n} pairs" in dialog.data_label.text() and ok.isEnabled()
+    assert not dialog.use_shown_button.isVisibleTo(dialog)
+    assert w.training_data()[0] == [w.image_path]
+    w.undo_stack.undo()
+    assert len(w.annotations) == 0

@@ -167,7 +167,7 @@ def test_annotate_across_slices_with_undo_keys_and_autosave(window, qtbot):
     from cellpol_app.project import Project
 
     entry = Project.load(window.project.root).images[0]
-    assert entry.annotations == "annotations/phantom_vectors.csv"
+    assert entry.annotations == "annotations/phantom_annotations.csv"
     assert entry.voxel_size == VOXEL
 
     window.activateWindow()

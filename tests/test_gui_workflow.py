@@ -103,7 +103,7 @@ def test_open_annotate_train_predict_accept_finetune(qtbot, tmp_path, monkeypatc
     wait_job(qtbot, w.jobs, timeout=60000)
     assert not errors and w.vectors is not None and len(w.vectors) > 0
     assert w.vectors.score is not None
-    assert w.project_entry.predictions == ["predictions/phantom_vectors.csv"]
+    assert w.project_entry.predictions == ["predictions/phantom_predicted.csv"]
     assert w.ortho.vectors is w.vectors
     n_pred = len(w.vectors)
 
