@@ -4,6 +4,11 @@ Edits go through the undoable commands of :mod:`cellpol_app.commands`; this
 module holds the state, tells listeners about changes and, when an autosave
 path is set, rewrites the CellPol CSV atomically after every change, so a
 crash loses at most the edit being made.
+
+A failed autosave (a full disk, a folder gone read-only) keeps the edit in
+memory: :attr:`AnnotationModel.save_error` says why, the save listeners hear
+when it fails and when a later save (the next edit, or :meth:`retry_save`)
+succeeds again.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from cellpol_core.errors import OutputError
+from cellpol_core.io.atomic import write_error
 from cellpol_core.io.vectors import DEFAULT_STRUCTURES, VectorTable, write_vectors
 
-__all__ = ["Pair", "AnnotationModel", "snap_to_maximum"]
+__all__ = ["Pair", "AnnotationModel", "pairs_of", "snap_to_maximum"]
 
 
 @dataclass
@@ -64,6 +71,9 @@ class AnnotationModel:
         self._pairs: list = []
         self._next_id = 1
         self._listeners: list = []
+        self._save_listeners: list = []
+        #: Why the last autosave failed (one line), None when the file holds every edit.
+        self.save_error: Optional[str] = None
         #: Start point of a pair whose end is not placed yet (not an edit: not saved).
         self.pending_start: Optional[np.ndarray] = None
 
@@ -101,11 +111,46 @@ class AnnotationModel:
         """Call ``callback()`` after every change."""
         self._listeners.append(callback)
 
+    def add_save_listener(self, callback: Callable[[], None]):
+        """Call ``callback()`` when an autosave fails after succeeding, or succeeds again
+        (:attr:`save_error` tells which)."""
+        self._save_listeners.append(callback)
+
     def _changed(self, *, edit=True):
         if edit and self.autosave_path is not None:
-            self.save(self.autosave_path)
+            self._autosave()
         for cb in list(self._listeners):
             cb()
+
+    def _autosave(self) -> bool:
+        try:
+            self.save(self.autosave_path)
+        except (OSError, OutputError) as exc:
+            self._set_save_error(str(write_error(exc, self.autosave_path)))
+            return False
+        self._set_save_error(None)
+        return True
+
+    def _set_save_error(self, error):
+        changed = (error is None) != (self.save_error is None)
+        self.save_error = error
+        if changed:
+            for cb in list(self._save_listeners):
+                cb()
+
+    def retry_save(self) -> bool:
+        """Write the autosave file again after a failure; True when it holds every edit."""
+        if self.autosave_path is None:
+            return self.save_error is None
+        saved = self._autosave()
+        self._changed(edit=False)  # views showing the saved state
+        return saved
+
+    @property
+    def unsaved(self) -> bool:
+        """True when some pairs (or edits) exist only in memory: no autosave file, or its
+        last write failed."""
+        return self.save_error is not None or (self.autosave_path is None and len(self) > 0)
 
     # ------------------------------------------------------------------ edits
     # Called by the commands; each one is a complete, saved edit.
@@ -174,26 +219,46 @@ class AnnotationModel:
     def replace_all(self, table: Optional[VectorTable]):
         """Load pairs from a table (ids from its ``id`` column when it has one).
 
-        Not undoable; used when opening an image. Does not autosave.
+        Not undoable; used when opening an image. Does not autosave, and
+        forgets an earlier failed autosave (the pairs now come from a file).
         """
-        self._pairs = []
-        self._next_id = 1
         self.pending_start = None
+        self._pairs = pairs_of(table)
+        self._next_id = max((p.id for p in self._pairs), default=0) + 1
         if table is not None and len(table):
-            ids = table.extra.get("id")
-            usable = (ids is not None and np.issubdtype(np.asarray(ids).dtype, np.number)
-                      and len(set(np.asarray(ids, int).tolist())) == len(table))
-            for i in range(len(table)):
-                pid = int(ids[i]) if usable else i + 1
-                self._pairs.append(Pair(pid, _point(table.start[i]), _point(table.end[i])))
-            self._next_id = max(p.id for p in self._pairs) + 1
             self.names = tuple(table.names)
+        self.save_error = None
         self._changed(edit=False)
+
+    def set_pairs(self, pairs, *, names=None):
+        """Make ``pairs`` (a list of :class:`Pair`) the annotations, as one saved edit
+        (the undoable import uses it; ids are kept)."""
+        ids = [p.id for p in pairs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("pair ids must be unique")
+        self._pairs = [Pair(p.id, _point(p.start), _point(p.end)) for p in pairs]
+        self._next_id = max([self._next_id - 1, *ids]) + 1
+        if names is not None:
+            self.names = tuple(names)
+        self._changed()
 
     # ------------------------------------------------------------------ saving
     def save(self, path):
         """Write the pairs as a CellPol CSV, atomically."""
         write_vectors(path, self.to_table(), voxel_size=self.voxel_size)
+
+
+def pairs_of(table: Optional[VectorTable]) -> list:
+    """The rows of ``table`` as :class:`Pair` objects, with ids from its ``id`` column when
+    that holds unique numbers (else 1, 2, ...)."""
+    if table is None or not len(table):
+        return []
+    ids = table.extra.get("id")
+    usable = (ids is not None and np.issubdtype(np.asarray(ids).dtype, np.number)
+              and np.all(np.isfinite(ids))
+              and len(set(np.asarray(ids, int).tolist())) == len(table))
+    return [Pair(int(ids[i]) if usable else i + 1, _point(table.start[i]), _point(table.end[i]))
+            for i in range(len(table))]
 
 
 def snap_to_maximum(volume, point, *, radius) -> np.ndarray:

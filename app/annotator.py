@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from cellpol_core.defaults import BORDER_UM
 from cellpol_core.errors import InputError
 
+from . import safekeeping
 from .annotations import AnnotationModel
 from .commands import SwapEnds, accept_predictions
 from .dialogs import ChannelChoice, ChannelDialog, evaluation_summary
@@ -159,6 +160,7 @@ class AnnotatorWindow(ViewerWindow):
             QHeaderView.ResizeMode.ResizeToContents)
         self.pairs_table.clicked.connect(self._row_clicked)
         self.annotations.add_listener(self._annotations_changed)
+        self.save_watcher = safekeeping.SaveWatcher(self, self.annotations)  # failed autosaves
         self.ortho.cursor_changed.connect(self._cursor_changed)
         self.ortho.hovered.connect(self._hovered)
         self.ortho.selection_changed.connect(self._selection_changed)
@@ -592,7 +594,10 @@ class AnnotatorWindow(ViewerWindow):
         return self.project_actions.tune(model, **options)
 
     def closeEvent(self, event):
-        self.jobs.cancel()
+        # A running job or unsaved pairs: asked without blocking; answering closes again.
+        if not (self.job_controller.confirm_close() and self.save_watcher.confirm_quit()):
+            event.ignore()
+            return
         self.save_layout()
         super().closeEvent(event)
 
@@ -728,7 +733,13 @@ class AnnotatorWindow(ViewerWindow):
             entry for ``path``; for an image new to the project, the channel
             dialog's when :attr:`ask_channels` is set (cancelling keeps the
             current image), else the file's.
+
+        Pairs that are in no file (or whose autosave failed) are not replaced
+        without asking.
         """
+        if (path is None or Path(path) != self.image_path) and \
+                not safekeeping.confirm_discard(self, "Open the image"):
+            return
         entry = None
         if self.project is not None and path is not None:
             entry = self.project.find_image(path)
@@ -773,6 +784,8 @@ class AnnotatorWindow(ViewerWindow):
                 self._show_prediction()
             except (InputError, OSError) as exc:
                 self.show_error(str(exc))
+        elif self.image_path is not None:  # no project: a scratch copy keeps the pairs
+            table, autosave = safekeeping.scratch_annotations(self, self.image_path)
         self.annotations.voxel_size = vs
         self.annotations.ndim = 3 if self.is_3d else 2
         for column in (3, 6):  # start z, end z: none in 2D
@@ -889,6 +902,11 @@ class AnnotatorWindow(ViewerWindow):
         where, tip = "", ""
         if self.annotations.autosave_path is not None:
             where, tip = " · autosaved", f"Saved to {self.annotations.autosave_path}"
+            if self.annotations.save_error is not None:
+                where, tip = " · NOT saved", self.annotations.save_error
+            elif self.project is None:
+                where = " · kept (no project)"
+                tip += " (File → New project keeps them with the image)"
         elif self.loaded is not None:
             where, tip = " · not saved", "Not saved: File → New project or Open project"
         mode = " · annotating" if self.ortho.annotate else ""
@@ -911,19 +929,56 @@ class AnnotatorWindow(ViewerWindow):
             self.pairs_table.scrollTo(index)
 
     # ------------------------------------------------------------------ files
-    def import_annotations(self, path) -> bool:
-        """Replace the annotations with a CellPol or VAT CSV (then autosaved)."""
+    def import_annotations(self, path, *, mode=None) -> bool:
+        """Import the pairs of a CellPol or VAT CSV, as one undoable (autosaved) step.
+
+        Parameters
+        ----------
+        path : path
+        mode : {"replace", "merge"}, optional
+            Replace the pairs, or add the imported ones (leaving out those
+            already there). By default asked when there are pairs already.
+
+        Returns
+        -------
+        bool
+            False when the file cannot be read or the user cancelled.
+        """
         from cellpol_core.io.vectors import read_vectors
+
+        from .annotations import pairs_of
+        from .commands import AddPairs, ReplacePairs
 
         try:
             table = read_vectors(path)
         except InputError as exc:
             self.show_error(str(exc))
             return False
-        self.undo_stack.clear()
-        self.annotations.replace_all(table)
-        if self.annotations.autosave_path is not None:
-            self.annotations.save(self.annotations.autosave_path)
+        name = Path(path).name
+        if mode is None and len(self.annotations):
+            choices = ["Replace", "Merge", "Cancel"]
+            answer = safekeeping.ask_choice(
+                self, "Import annotations",
+                f"There are {len(self.annotations)} pairs already; {name} has {len(table)}."
+                f"\n\nReplace them, or merge (add the new pairs)? Either can be undone.",
+                choices, default=1, escape=2)
+            mode = {"Replace": "replace", "Merge": "merge"}.get(answer)
+            if mode is None:
+                return False
+        if mode in (None, "replace"):
+            self.undo_stack.push(ReplacePairs(self.annotations, pairs_of(table),
+                                              names=table.names, text=f"Import {name}"))
+            return True
+        if mode != "merge":
+            raise ValueError(f"mode must be 'replace' or 'merge', got {mode!r}")
+        have = {(tuple(p.start), tuple(p.end)) for p in self.annotations}
+        new = [p for p in pairs_of(table) if (tuple(p.start), tuple(p.end)) not in have]
+        if new:
+            self.undo_stack.push(AddPairs(self.annotations, [p.start for p in new],
+                                          [p.end for p in new], text=f"Merge {name}"))
+        self.show_message(f"Merged {len(new)} pairs from {name}"
+                          + (f" ({len(table) - len(new)} already there)" if len(new) < len(table)
+                             else ""))
         return True
 
     def export_annotations(self, path) -> bool:

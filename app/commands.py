@@ -13,7 +13,8 @@ from . import _pyside_fix
 
 _pyside_fix.apply()
 
-__all__ = ["AddPair", "AddPairs", "MovePoint", "DeletePair", "SwapEnds", "accept_predictions"]
+__all__ = ["AddPair", "AddPairs", "MovePoint", "DeletePair", "SwapEnds", "ReplacePairs",
+           "accept_predictions"]
 
 _MOVE_ID = 1001
 
@@ -118,6 +119,25 @@ class AddPairs(QUndoCommand):
 
     def undo(self):
         self.model.remove_pairs(self.ids)
+
+
+class ReplacePairs(QUndoCommand):
+    """Replace every pair with ``pairs`` (a list of :class:`~cellpol_app.annotations.Pair`,
+    e.g. an imported table's) in one undo step; undo brings the old pairs back."""
+
+    def __init__(self, model, pairs, *, names=None, text="Replace pairs"):
+        super().__init__(text)
+        self.model = model
+        self.new = list(pairs)
+        self.new_names = model.names if names is None else tuple(names)
+        self.old = list(model)
+        self.old_names = model.names
+
+    def redo(self):
+        self.model.set_pairs(self.new, names=self.new_names)
+
+    def undo(self):
+        self.model.set_pairs(self.old, names=self.old_names)
 
 
 def accept_predictions(model, table, *, min_score=None):

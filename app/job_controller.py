@@ -5,7 +5,8 @@
 actions that would start another job (disabled while one runs). It reports
 every job's failure in an error dialog (``"<name> failed: <message>"``) and
 its cancellation in the status bar; each job's result goes to the handlers
-its caller gave to :meth:`JobController.start`.
+its caller gave to :meth:`JobController.start`. Closing the window while a
+job runs asks first (:meth:`JobController.confirm_close`).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class JobController(QObject):
         runner.cancelled.connect(
             lambda: window.statusBar().showMessage(f"{runner.name}: cancelled", 4000))
         runner.finished.connect(self._ended)
+        #: The open "a job is running" question of :meth:`confirm_close`, if any.
+        self.close_question = None
+        self._close_when_done = False
 
     @property
     def running(self) -> bool:
@@ -120,6 +124,42 @@ class JobController(QObject):
         """Ask the running job to stop at its next check."""
         self.runner.cancel()
 
+    def confirm_close(self) -> bool:
+        """True when the window may close now.
+
+        With a job running, asks (without blocking) whether to keep it running
+        (the window stays) or to cancel it; then the window closes once the job
+        has stopped, so it ends as a cancel does (a training writes its
+        checkpoint, from which it can resume).
+        """
+        from .safekeeping import ask_later
+
+        if not self.running:
+            return True
+        if self.close_question is not None:
+            self.close_question.raise_()
+            return False
+        choices = ("Keep running", "Cancel the job and close")
+
+        def answer(choice):
+            self.close_question = None
+            if choice != choices[1]:
+                return
+            if not self.running:  # it ended while the question was open
+                self.window.close()
+                return
+            self._close_when_done = True
+            self.cancel()
+            self.window.statusBar().showMessage(
+                f"{self.name}: cancelling… the window closes when it has stopped")
+
+        self.close_question = ask_later(
+            self.window, "A job is running",
+            f"{self.name} is still running.\n\nKeep it running, or cancel it and close the "
+            f"window once it has stopped (a cancelled training keeps a checkpoint to resume "
+            f"from)?", choices, answer, default=0, escape=0)
+        return False
+
     def _progress(self, event):
         if event.total:
             self.bar.setRange(0, int(event.total))
@@ -136,3 +176,6 @@ class JobController(QObject):
         self.bar.setVisible(False)
         self.cancel_button.setVisible(False)
         self.busy_changed.emit(False)
+        if self._close_when_done:
+            self._close_when_done = False
+            self.window.close()

@@ -18,6 +18,14 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _scratch_folder(monkeypatch, tmp_path_factory):
+    # The app keeps pairs drawn without a project in the user's data folder: each test
+    # gets its own (not created until used), so no test sees another's pairs.
+    monkeypatch.setenv("CELLPOL_SCRATCH_DIR", str(tmp_path_factory.getbasetemp() / "scratch"
+                                                  / os.urandom(6).hex()))
+
+
 @pytest.fixture
 def errors(monkeypatch):
     """Records the error dialogs the app would show (QMessageBox.critical) instead of showing them."""

@@ -1,6 +1,7 @@
 """Long jobs in worker threads: predict from the window, progress, cancel, errors."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -217,6 +218,12 @@ def test_train_one_epoch_adds_model_and_loss_curve(window, qtbot, errors):
     assert window.train_action.isEnabled()
 
 
+def _checkpoints(window, name) -> list:
+    # In the model folder, or in the staging folder of its unfinished run beside it.
+    return [p for p in (window.project.root / "models").rglob("checkpoint_last.pt")
+            if name in p.parent.name]
+
+
 def test_train_cancel(window, qtbot, errors):
     _annotate(window)
     cancelled = []
@@ -229,8 +236,52 @@ def test_train_cancel(window, qtbot, errors):
     x, _ = window.train_curve.getData()
     assert x is None or len(x) == 0
     # The checkpoint saved on cancel lets a later run resume.
-    assert (window.project.root / "models" / "stopped" / "checkpoint_last.pt").is_file()
+    assert _checkpoints(window, "stopped")
     assert not window.job_bar.isVisibleTo(window) and window.train_action.isEnabled()
+
+
+def _slow_job(*, cancel, steps=100000):
+    for k in range(steps):
+        cancel.check()
+        time.sleep(0.005)
+        yield ProgressEvent("work", k, steps)
+    return steps
+
+
+def _click(box, text):
+    names = [b.text() for b in box.buttons()]
+    box.buttons()[names.index(text)].click()
+
+
+def test_closing_during_a_job_asks_first(window, qtbot, errors):
+    window.show()
+    cancelled = []
+    window.jobs.cancelled.connect(lambda: cancelled.append(1))
+    assert window.start_job("Long", _slow_job)
+    assert not window.close()  # asked (without blocking): the window stays
+    assert window.isVisible() and window.job_running
+    box = window.job_controller.close_question
+    assert box is not None and "Long is still running" in box.text()
+    assert not window.close() and window.job_controller.close_question is box  # asked once
+    _click(box, "Keep running")
+    assert window.isVisible() and window.job_running and not cancelled
+    assert not window.close()
+    _click(window.job_controller.close_question, "Cancel the job and close")
+    assert window.isVisible() or not window.job_running  # it closes once the job has stopped
+    wait_job(qtbot, window.jobs, timeout=30000)
+    assert cancelled == [1] and not window.isVisible() and not errors
+
+
+def test_closing_during_training_keeps_its_checkpoint(window, qtbot, errors):
+    _annotate(window)
+    window.show()
+    assert window.train(epochs=50, name="closed", **TINY)
+    assert not window.close()
+    _click(window.job_controller.close_question, "Cancel the job and close")
+    wait_job(qtbot, window.jobs, timeout=60000)
+    assert not window.isVisible() and not errors
+    # The cancelled training wrote its checkpoint: a later run can resume.
+    assert _checkpoints(window, "closed")
 
 
 @pytest.mark.gui

@@ -277,7 +277,7 @@ def test_reopen_project_restores_annotations(window, qtbot, phantom, errors):
     assert other.export_annotations(out)
     assert len(read_vectors(out)) == 2
     other.annotations.add_pair((0, 0, 0), (0, 0, 1))
-    assert other.import_annotations(out) and other.annotations.ids == [1, 2]
+    assert other.import_annotations(out, mode="replace") and other.annotations.ids == [1, 2]
     assert len(read_vectors(other.annotations.autosave_path)) == 2
 
 
