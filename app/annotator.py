@@ -46,7 +46,7 @@ from .dialogs import ChannelChoice, ChannelDialog, evaluation_summary
 from .docks import arrange_docks, raise_dock, scrollable, side_width
 from .job_controller import JobController
 from .project import DEFAULT_COLORS
-from .project_actions import ProjectActions
+from .project_actions import BUNDLED_MODEL, ProjectActions
 from .slices import LayerPanel, OrthoViews
 from .viewer import CSV_FILTER, LoadedImage, ViewerWindow, load_channels
 
@@ -285,8 +285,8 @@ class AnnotatorWindow(ViewerWindow):
         self.predict_model_action.triggered.connect(actions.predict_model_dialog)
         self.train_action = QAction("&Train / fine-tune…", self)
         self.train_action.triggered.connect(actions.train_dialog)
-        self.predict_demo_action = QAction("Predict with the bundled &demo model", self)
-        self.predict_demo_action.triggered.connect(lambda: self.predict(model="demo"))
+        self.predict_demo_action = QAction("Predict with the &bundled model for this image", self)
+        self.predict_demo_action.triggered.connect(lambda: self.predict(model=BUNDLED_MODEL))
         menu.addAction(self.predict_otsu_action)
         menu.addAction(self.predict_demo_action)
         menu.addAction(self.predict_model_action)

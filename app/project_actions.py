@@ -25,6 +25,8 @@ __all__ = ["ProjectActions", "prediction_name", "OTHER_MODEL"]
 
 #: The model list's entry that opens a folder picker.
 OTHER_MODEL = "Another model folder…"
+#: ``predict(model=BUNDLED_MODEL)``: the bundled model chosen for the image's dimensions.
+BUNDLED_MODEL = ":bundled:"
 #: Suffix of the prediction CSVs the app writes (annotations end in ``_annotations.csv``).
 PREDICTED_SUFFIX = "_predicted.csv"
 
@@ -178,10 +180,29 @@ class ProjectActions:
             outdir = Path(tempfile.mkdtemp(prefix="cellpol_predictions_"))
         channels = w.loaded.channels if len(w.loaded.channels) == 2 else None
         image = w.image_path
+        if model == BUNDLED_MODEL:
+            model = self._bundled_model()
+            if model is None:
+                return False
         return w.start_job(
             "Predict", predict_files, [image], outdir=outdir,
             method="otsu" if model is None else "model", model=model, channels=channels,
             voxel_size=w.voxel_size, on_result=lambda written: self._predicted(image, written))
+
+    def _bundled_model(self):
+        """Name of the bundled model for the shown image (as `cellpol predict` picks it)."""
+        from cellpol_core.io.resources import default_model_name
+
+        w = self.window
+        names = [str(n).casefold() for n in w.loaded.image.channel_names]
+        structures = ("cytoplasm", "nucleus") if "cytoplasm" in names else ("nucleus", "golgi")
+        try:
+            name = default_model_name(w.loaded.image.ndim, structures)
+        except InputError as exc:
+            w.show_error(str(exc))
+            return None
+        w.show_message(f"Using the bundled model {name}", 4000)
+        return name
 
     def _predicted(self, image, written):
         w = self.window

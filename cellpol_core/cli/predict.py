@@ -21,7 +21,10 @@ def register(sub):
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     p.add_argument("--model", metavar="MODEL_DIR|NAME",
-                   help="a model folder, or the name of a bundled model (e.g. demo)")
+                   help="a model folder, or the name of a bundled model (e.g. demo); default "
+                        "without --method: the bundled model for the first image's "
+                        "dimensions and --structures (nucleus-golgi-3d, nucleus-golgi-2d, "
+                        "cytoplasm-nucleus-2d)")
     p.add_argument("--method", choices=["model", "otsu"],
                    help="model (default when --model is given) or otsu: the classical baseline "
                         "(Otsu thresholds, components, Hungarian pairing), which needs no training")
@@ -77,10 +80,9 @@ def run(args) -> int:
     paths = expand_inputs(args.images)
     if not paths:
         raise InputError("no images found in " + ", ".join(args.images))
-    method = args.method or ("model" if args.model else None)
-    if method is None:
-        raise InputError("choose a method: --model MODEL_DIR|NAME (e.g. --model demo) "
-                         "or --method otsu")
+    method = args.method or "model"
+    if method == "model" and not args.model and not args.method:
+        args.model = _bundled_choice(paths[0], args)
     if method == "model" and not args.model:
         raise InputError("--method model needs --model MODEL_DIR|NAME")
     if getattr(args, "manifest", None):  # check it before a long prediction, not after
@@ -119,6 +121,20 @@ def run(args) -> int:
             summary = run_job(job, bar)
         print(markdown_tables(summary), file=sys.stdout)
     return 0
+
+
+def _bundled_choice(path, args) -> str:
+    """The bundled model for the first image's dimensions and --structures; says so on stderr."""
+    from ..io.image import read_image
+    from ..io.resources import default_model_name
+
+    image = read_image(path, axes=args.axes, lazy=True)  # the header only
+    ndim = len(image.spatial_shape)
+    structures = tuple(args.structures) if args.structures else ("nucleus", "golgi")
+    name = default_model_name(ndim, structures)
+    print(f"using the bundled model {name} ({ndim}D, {structures[0]}→{structures[1]}); "
+          f"choose another with --model or --method otsu", file=sys.stderr)
+    return name
 
 
 def _cluster_options(args):

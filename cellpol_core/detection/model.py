@@ -285,7 +285,7 @@ def _check_network_size(network: dict, path):
 
 def find_model(name_or_path) -> Path:
     """Resolve ``--model``: a model folder, or the name of a bundled model."""
-    from ..io.resources import bundled_models_dir
+    from ..io.resources import bundled_model_dir, bundled_model_names, bundled_models_dir
 
     p = Path(name_or_path)
     if p.is_dir():
@@ -296,7 +296,10 @@ def find_model(name_or_path) -> Path:
         bundled = bundled_models_dir() / str(name_or_path)
         if bundled.is_dir():
             return bundled
-        names = sorted(d.name for d in bundled_models_dir().glob("*") if (d / CONFIG_FILE).exists())
+        aliased = bundled_model_dir(str(name_or_path))  # e.g. nucleus-golgi-3d -> demo
+        if aliased is not None:
+            return aliased
+        names = bundled_model_names()
         raise InputError(f"no model folder or bundled model of that name (bundled: "
                          f"{', '.join(names) or 'none'})", name_or_path)
     raise InputError("model folder not found", p)

@@ -109,3 +109,68 @@ def demo_vectors_path() -> Path:
 def bundled_models_dir() -> Path:
     """The folder of bundled model weights, ``resources/models`` (may be empty)."""
     return resources_dir() / "models"
+
+
+#: Bundled names that stand for another bundled folder while they have no folder
+#: of their own: the default 3D model ships the demo model's weights.
+MODEL_ALIASES = {"nucleus-golgi-3d": "demo"}
+
+#: The bundled model ``predict`` uses when given neither a model nor a method:
+#: (spatial dimensions, start structure, end structure) -> name.
+DEFAULT_MODELS = {
+    (3, "nucleus", "golgi"): "nucleus-golgi-3d",
+    (2, "nucleus", "golgi"): "nucleus-golgi-2d",
+    (2, "cytoplasm", "nucleus"): "cytoplasm-nucleus-2d",
+}
+
+_MODEL_CONFIG = "config.json"
+
+
+def bundled_model_dir(name: str):
+    """The folder of a bundled model name (following :data:`MODEL_ALIASES`), or None."""
+    root = bundled_models_dir()
+    for candidate in (name, MODEL_ALIASES.get(name)):
+        if candidate and (root / candidate / _MODEL_CONFIG).is_file():
+            return root / candidate
+    return None
+
+
+def bundled_model_names() -> list:
+    """Names of the bundled models, aliases included, sorted."""
+    root = bundled_models_dir()
+    names = {d.name for d in root.glob("*") if (d / _MODEL_CONFIG).is_file()}
+    names |= {alias for alias, target in MODEL_ALIASES.items() if target in names}
+    return sorted(names)
+
+
+def default_model_name(ndim: int, structures=("nucleus", "golgi")) -> str:
+    """The bundled model for images of ``ndim`` spatial dimensions and these structures.
+
+    Parameters
+    ----------
+    ndim : {2, 3}
+        Spatial dimensions of the image.
+    structures : (str, str)
+        Start and end structure names (case does not matter).
+
+    Returns
+    -------
+    str
+        A bundled model name (see :data:`DEFAULT_MODELS`).
+
+    Raises
+    ------
+    InputError
+        When no bundled model covers that case, or it is not installed.
+    """
+    start, end = (str(s).casefold() for s in structures)
+    name = DEFAULT_MODELS.get((int(ndim), start, end))
+    arrow = f"{ndim}D {start}→{end}"
+    if name is None:
+        raise InputError(f"no bundled model for {arrow} images; choose one with --model "
+                         f"MODEL_DIR or use --method otsu")
+    if bundled_model_dir(name) is None:
+        raise InputError(f"the bundled model for {arrow} images ({name}) is not installed; "
+                         f"choose one with --model MODEL_DIR or use --method otsu",
+                         bundled_models_dir())
+    return name
