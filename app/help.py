@@ -64,6 +64,9 @@ ACTION_TIPS = {
     "Predict with Otsu (classical)": "Find the structures by thresholding (no model needed)",
     "Predict with the bundled demo model": "Predict this image with the model shipped with "
                                            "CellPol (trained on the demo)",
+    "Predict with the bundled model for this image": "Predict this image with the model "
+                                                     "shipped with CellPol for its kind of "
+                                                     "image (3D or 2D)",
     "Predict with a model folder": "Predict this image with one of the project's models or "
                                    "another model folder",
     "Predict all project images": "Predict every image of the project in one job",
