@@ -89,6 +89,7 @@ def test_annotations_saved_as_cellpol_csv(tmp_path):
 
 def test_failed_write_keeps_old_manifest(tmp_path, monkeypatch):
     from cellpol_app.project import MANIFEST_NAME
+    from cellpol_core.errors import OutputError
 
     project = _project(tmp_path)
     project.add_image(project.root / "one.tif")
@@ -98,7 +99,7 @@ def test_failed_write_keeps_old_manifest(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="cellpol_project.json: cannot write the file: the disk is full"):
         project.add_image(project.root / "two.tif")
     monkeypatch.undo()
     assert (project.root / MANIFEST_NAME).read_bytes() == before
