@@ -143,7 +143,10 @@ class ChannelControls(QWidget):
                              "darkest and brightest intensities shown")
         self.curve = pg.PlotCurveItem(fillLevel=0.0)
         self.plot.addItem(self.curve)
-        self.region = pg.LinearRegionItem(values=(0, 1), swapMode="block")
+        self.region = pg.LinearRegionItem(
+            values=(0, 1), swapMode="block", brush=pg.mkBrush(255, 255, 255, 28),
+            hoverBrush=pg.mkBrush(255, 255, 255, 50), pen=pg.mkPen(255, 255, 255, 210, width=2),
+            hoverPen=pg.mkPen(255, 225, 40, 255, width=3))
         self.region.setZValue(10)
         self.region.sigRegionChanged.connect(self._region_moved)
         self.region.sigRegionChangeFinished.connect(lambda *_: self.committed.emit())

@@ -232,8 +232,11 @@ class SliceView(pg.GraphicsLayoutWidget):
         return 1.0 / max(pw, 1e-12)
 
     # ------------------------------------------------------------------ overlays
-    def slice_label(self) -> str:
-        """``"XY · z 24 / 47"``: the view and its (0-based) slice of the highest index."""
+    def slice_label(self, *, short=False) -> str:
+        """``"XY · z 24 / 47"``: the view and its (0-based) slice of the highest index.
+
+        ``short``: ``"XY z24"``, for narrow views.
+        """
         ortho = self.ortho
         title = self.name.upper()
         if ortho.planes is None:
@@ -242,7 +245,10 @@ class SliceView(pg.GraphicsLayoutWidget):
             return title
         axis = "zyx"[self.normal]
         if self.name == "xy" and ortho.mip:
-            return f"{title} · max projection of {ortho.shape[0]} slices"
+            return f"{title} MIP" if short else \
+                f"{title} · max projection of {ortho.shape[0]} slices"
+        if short:
+            return f"{title} {axis}{self.slice}"
         return f"{title} · {axis} {self.slice} / {ortho.shape[self.normal] - 1}"
 
     def scale_bar(self):
@@ -288,6 +294,8 @@ class SliceView(pg.GraphicsLayoutWidget):
         painter.setFont(font)
         metrics = QFontMetrics(font)
         label = self.slice_label()
+        if metrics.horizontalAdvance(label) + 20 > width:
+            label = self.slice_label(short=True)
         box = QRectF(4, 4, metrics.horizontalAdvance(label) + 12, metrics.height() + 4)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(0, 0, 0, 160))
