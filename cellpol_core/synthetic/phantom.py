@@ -980,7 +980,7 @@ class DomainRandomisation:
     density: tuple = (0.05, 1.5)
     overlap: tuple = (0.0, 0.3)
     neighbour_fraction: tuple = (0.0, 0.3)
-    nucleus_scale: tuple = (0.75, 1.3)
+    nucleus_scale: tuple = (0.75, 1.6)
     nucleus_aspect: tuple = (1.0, 2.4)
     nucleus_waviness: tuple = (0.0, 0.12)
     nucleus_texture: tuple = (0.0, 0.6)
@@ -1054,10 +1054,12 @@ FAMILIES = {
     "other-microscope": DomainRandomisation(voxel_xy=(0.4, 0.4), voxel_z=(1.0, 1.0),
                                             planes=(16, 16), field_z_um=(16.0, 16.0),
                                             psf_z_um=(1.0, 1.6), density=(0.4, 1.0)),
-    "random-2d": DomainRandomisation(ndim=2),
-    "cultured-2d": DomainRandomisation(ndim=2, voxel_xy=(0.25, 0.7), density=(0.05, 0.4),
+    "random-2d": DomainRandomisation(ndim=2, pixels_xy=(64, 640)),
+    "cultured-2d": DomainRandomisation(ndim=2, pixels_xy=(64, 640), voxel_xy=(0.25, 0.7),
+                                       density=(0.1, 0.5),
                                        overlap=(0.0, 0.05), neighbour_fraction=(0.0, 0.1)),
-    "cultured-2d-dense": DomainRandomisation(ndim=2, voxel_xy=(0.1, 0.4), density=(0.8, 1.5),
+    "cultured-2d-dense": DomainRandomisation(ndim=2, pixels_xy=(64, 640), voxel_xy=(0.1, 0.4),
+                                             density=(0.8, 1.5),
                                              overlap=(0.1, 0.3), neighbour_fraction=(0.1, 0.3),
                                              golgi_fragmentation=(0.4, 1.0),
                                              photons=(15.0, 300.0)),
@@ -1132,7 +1134,8 @@ def _rand_golgi(rng, nucleus: _Ellipsoid, d, s) -> list:
         e2 = np.cross(d, e1)
     blobs = []
     for _ in range(n):
-        br = rng.uniform(0.8, 1.7) * (1.0 - 0.5 * frag)
+        # Bigger nuclei (cultured cells) come with bigger Golgi.
+        br = rng.uniform(0.8, 1.7) * (1.0 - 0.5 * frag) * math.sqrt(s["nucleus_scale"])
         a1 = rng.uniform(-spread, spread)
         if nd == 3:
             a2 = rng.uniform(-0.5, 0.5) * spread
