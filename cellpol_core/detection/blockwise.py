@@ -355,7 +355,7 @@ def run_block(task: BlockTask, *, image=None, model=None,
     cancel : CancelToken, optional
         Checked between tile batches.
     """
-    from .decode import decode_maps
+    from .decode import decode_maps, offset_maps_of
     from .infer import _Plan, _run_tiles
 
     t0 = time.perf_counter()
@@ -381,7 +381,8 @@ def run_block(task: BlockTask, *, image=None, model=None,
         offset[-task.dims:] = task.origins[k]
         table = decode_maps(maps["heatmap_start"], maps["heatmap_end"], maps.get("embed_start"),
                             maps.get("embed_end"), voxel_size=task.work_vs,
-                            thresholds=task.thresholds, names=task.names, offset=tuple(offset))
+                            thresholds=task.thresholds, names=task.names, offset=tuple(offset),
+                            offset_maps=offset_maps_of(maps))
         timings.decode += time.perf_counter() - t
         tables.append((task.block.tiles[k], table))
     return BlockResult(task.block.index, tables, seconds=time.perf_counter() - t0,

@@ -19,8 +19,14 @@ The steps follow docs/method.md §5 (peak decoding and pairing):
 
 All decoding parameters travel together in one
 :class:`~cellpol_core.detection.model.Thresholds`, whose field names
-(``tau``, ``d_min_um``, ``d_max_um``, ``delta``, ``embed_weight``) are also
-the keyword names of the lower-level functions here.
+(``tau``, ``d_min_um``, ``d_max_um``, ``delta``, ``embed_weight``,
+``offset_weight``, ``distance_weight``) are also the keyword names of the
+lower-level functions here.
+
+Models with the offset head also predict, at each start peak, where its end
+structure is (the peak voxel plus the offset read there); the joint
+assignment can then weigh the distance from that predicted end to each end
+peak (``offset_weight``).
 
 Coordinates are (z, y, x) voxels (z = 0 for 2D maps); voxel sizes are
 (z, y, x) µm; all distances are in µm.
@@ -305,7 +311,8 @@ def find_peaks(heatmap, *, tau, d_min_um, voxel_size, exclude_border=False, subv
 # ----------------------------------------------------------------------------- pairing
 
 def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size,
-                      d_max_um=PAIR_DISTANCE_UM, delta=EMBED_MARGIN, embed_weight=None):
+                      d_max_um=PAIR_DISTANCE_UM, delta=EMBED_MARGIN, embed_weight=None,
+                      predicted_end=None, offset_weight=0.0, distance_weight=1.0):
     """Pair start and end points one-to-one, using their embeddings.
 
     Candidate pairs are those whose centroids are at most ``d_max_um`` µm
@@ -317,7 +324,10 @@ def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size,
     (Hungarian method) minimising the summed cost
     ``distance / d_max_um + λ · |embedding difference| / delta``:
     a greedy pass lets one noisy embedding steal a neighbour's partner, which
-    the joint cost avoids in crowded images.
+    the joint cost avoids in crowded images. With the offset head, the cost
+    becomes ``w_d · distance / d_max_um + μ · |predicted end − end| / d_max_um
+    + λ · |embedding difference| / delta`` (µm), and ``offset_weight`` = μ > 0
+    selects the joint assignment even when ``embed_weight`` is None (λ = 0).
 
     Parameters
     ----------
@@ -337,6 +347,12 @@ def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size,
         Largest allowed embedding difference (the push margin Δ).
     embed_weight : float, optional
         λ of the joint assignment; None for the greedy rule.
+    predicted_end : ndarray, shape (N, 3), optional
+        Where each start point's end structure is predicted, (z, y, x) voxels.
+    offset_weight : float
+        μ, the weight of the distance from ``predicted_end`` to the end point.
+    distance_weight : float
+        Weight of the plain start-end distance in the joint assignment.
 
     Returns
     -------
@@ -361,10 +377,20 @@ def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size,
     i, j, dist, diff = i[ok], j[ok], dist[ok], diff[ok]
     if len(i) == 0:
         return none
-    if embed_weight is not None:
+    use_offset = predicted_end is not None and offset_weight > 0
+    if embed_weight is not None or use_offset:
+        lam = 0.0 if embed_weight is None else float(embed_weight)
+        terms = lam * diff / max(float(delta), 1e-12)
+        if distance_weight != 1.0:
+            terms = terms + float(distance_weight) * dist / float(d_max_um)
+        else:  # the same arithmetic as before distance weights
+            terms = dist / float(d_max_um) + terms
+        if use_offset:
+            pe = np.asarray(predicted_end, dtype=np.float64).reshape(-1, 3)
+            miss = np.linalg.norm((pe[i] - ep[j]) * vs, axis=1)
+            terms = terms + float(offset_weight) * miss / float(d_max_um)
         cost = np.full((len(sp), len(ep)), np.inf)
-        cost[i, j] = (dist / float(d_max_um)
-                      + float(embed_weight) * diff / max(float(delta), 1e-12))
+        cost[i, j] = terms
         return assign(cost, np.isfinite(cost))
     order = np.lexsort((j, i, dist, diff))
     used_s = np.zeros(len(sp), dtype=bool)
@@ -380,6 +406,44 @@ def pair_by_embedding(start_pts, start_emb, end_pts, end_emb, *, voxel_size,
     out_j = np.asarray(out_j, dtype=np.intp)
     by_i = np.argsort(out_i)
     return out_i[by_i], out_j[by_i]
+
+
+def _voxel_at(points, shape, ndim) -> np.ndarray:
+    """The voxels (N, ndim) that hold ``points`` (rounded, clipped into the map)."""
+    idx = np.rint(points[:, 3 - ndim:]).astype(np.intp)
+    return np.clip(idx, 0, np.array(shape) - 1)
+
+
+def predicted_ends(offset_maps, points, *, voxel_size) -> np.ndarray:
+    """Where the offset head puts each start point's end structure.
+
+    Parameters
+    ----------
+    offset_maps : sequence of ndarray
+        The offset head's maps, one per axis ((z, y, x) in 3D, (y, x) in 2D),
+        in :data:`~cellpol_core.detection.targets.OFFSET_UNIT` units.
+    points : ndarray, shape (N, 3)
+        Start points, (z, y, x) voxels of the maps.
+    voxel_size : tuple of 3 floats
+        (z, y, x) µm per voxel.
+
+    Returns
+    -------
+    ndarray, shape (N, 3)
+        The voxel holding each point plus the offset read there, (z, y, x)
+        voxels (z = 0 in 2D).
+    """
+    from .targets import OFFSET_UNIT
+
+    maps = [np.asarray(m) for m in offset_maps]
+    nd = len(maps)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    vs = np.asarray(voxel_size, dtype=np.float64).reshape(-1)[-nd:]
+    idx = _voxel_at(pts, maps[0].shape, nd)
+    out = np.zeros((len(pts), 3))
+    for a, m in enumerate(maps):
+        out[:, 3 - nd + a] = idx[:, a] + m[tuple(idx.T)].astype(np.float64) * OFFSET_UNIT / vs[a]
+    return out
 
 
 def _read_at(emap, points, ndim) -> np.ndarray:
@@ -401,21 +465,31 @@ class Peaks:
         Heatmap value at each peak.
     embed : ndarray, shape (N,), optional
         The embedding map's value at each peak; None without embeddings.
+    reach : ndarray, shape (N, 3), optional
+        Start peaks of offset models: the predicted end of each
+        (:func:`predicted_ends`); None otherwise.
     """
 
     points: np.ndarray
     values: np.ndarray
     embed: Optional[np.ndarray] = None
+    reach: Optional[np.ndarray] = None
 
     @classmethod
     def find(cls, heatmap, embed_map=None, *, tau, d_min_um, voxel_size, exclude_border=False,
-             subvoxel=True) -> "Peaks":
-        """:func:`find_peaks` on ``heatmap``, with embeddings read from ``embed_map``."""
+             subvoxel=True, offset_maps=None) -> "Peaks":
+        """:func:`find_peaks` on ``heatmap``, with embeddings read from ``embed_map``
+        and, given ``offset_maps``, the predicted ends (:func:`predicted_ends`)."""
         hm = np.asarray(heatmap)
         pts, vals = find_peaks(hm, tau=tau, d_min_um=d_min_um, voxel_size=voxel_size,
                                exclude_border=exclude_border, subvoxel=subvoxel)
         emb = None if embed_map is None else _read_at(embed_map, pts, hm.ndim)
-        return cls(pts, vals, emb)
+        reach = None
+        if offset_maps is not None:
+            vs = np.asarray(voxel_size, dtype=np.float64).reshape(-1)
+            vs = np.concatenate([[1.0], vs]) if len(vs) == 2 else vs
+            reach = predicted_ends(offset_maps, pts, voxel_size=vs)
+        return cls(pts, vals, emb, reach)
 
     def above(self, tau) -> "Peaks":
         """The peaks strictly above ``tau``.
@@ -426,7 +500,8 @@ class Peaks:
         """
         keep = self.values > tau
         return Peaks(self.points[keep], self.values[keep],
-                     None if self.embed is None else self.embed[keep])
+                     None if self.embed is None else self.embed[keep],
+                     None if self.reach is None else self.reach[keep])
 
 
 def pair_peaks(start: Peaks, end: Peaks, thresholds: Thresholds, *, voxel_size,
@@ -445,7 +520,8 @@ def pair_peaks(start: Peaks, end: Peaks, thresholds: Thresholds, *, voxel_size,
         Peaks of the start and end structure, found with a d_min of
         ``thresholds.d_min_um`` and a tau no higher than ``thresholds.tau``.
     thresholds : Thresholds
-        Uses ``tau``, ``d_max_um``, ``delta`` and ``embed_weight``.
+        Uses ``tau``, ``d_max_um``, ``delta``, ``embed_weight``,
+        ``offset_weight`` and ``distance_weight``.
     voxel_size : tuple of 3 floats
         (z, y, x) µm per voxel.
     names : (str, str)
@@ -465,11 +541,20 @@ def pair_peaks(start: Peaks, end: Peaks, thresholds: Thresholds, *, voxel_size,
     tau = _pair_param(thresholds.tau, "tau")
     start, end = start.above(tau[0]), end.above(tau[1])
     extra = {}
+    joint = dict(predicted_end=start.reach, offset_weight=thresholds.offset_weight,
+                 distance_weight=thresholds.distance_weight)
     if start.embed is not None and end.embed is not None:
         i, j = pair_by_embedding(start.points, start.embed, end.points, end.embed,
                                  voxel_size=voxel_size, d_max_um=thresholds.d_max_um,
-                                 delta=thresholds.delta, embed_weight=thresholds.embed_weight)
+                                 delta=thresholds.delta, embed_weight=thresholds.embed_weight,
+                                 **joint)
         extra = {"embed_start": start.embed[i], "embed_end": end.embed[j]}
+    elif start.reach is not None and thresholds.offset_weight > 0:
+        # Offsets without embeddings: the joint assignment with λ = 0.
+        i, j = pair_by_embedding(start.points, np.zeros(len(start.points)), end.points,
+                                 np.zeros(len(end.points)), voxel_size=voxel_size,
+                                 d_max_um=thresholds.d_max_um, delta=thresholds.delta,
+                                 embed_weight=0.0, **joint)
     else:
         i, j = pair_by_distance(start.points, end.points, voxel_size=voxel_size,
                                 d_max_um=thresholds.d_max_um)
@@ -480,9 +565,18 @@ def pair_peaks(start: Peaks, end: Peaks, thresholds: Thresholds, *, voxel_size,
     return table.shifted(offset) if np.any(np.asarray(offset) != 0) else table
 
 
+def offset_maps_of(maps: dict):
+    """The offset head's maps in an output dict, in axis order, or None without the head."""
+    from .network import OFFSET_KEYS
+
+    found = [maps[k] for k in OFFSET_KEYS if maps.get(k) is not None]
+    return found or None
+
+
 def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *, voxel_size,
                 thresholds: Optional[Thresholds] = None, names=DEFAULT_STRUCTURES,
-                offset=(0, 0, 0), subvoxel=True, exclude_border=False) -> VectorTable:
+                offset=(0, 0, 0), subvoxel=True, exclude_border=False,
+                offset_maps=None) -> VectorTable:
     """Vectors from one tile's network outputs.
 
     Parameters
@@ -505,6 +599,8 @@ def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *,
         image. Its z must be 0 for 2D maps.
     subvoxel, exclude_border
         Passed to :func:`find_peaks`.
+    offset_maps : sequence of ndarray, optional
+        The offset head's maps ((z, y, x) or (y, x), :func:`offset_maps_of`).
 
     Returns
     -------
@@ -534,10 +630,13 @@ def decode_maps(heatmap_start, heatmap_end, embed_start=None, embed_end=None, *,
     vs3 = np.concatenate([[1.0], vs3]) if len(vs3) == 2 else vs3
     tau = _pair_param(thr.tau, "tau")
     dmin = _pair_param(thr.d_min_um, "d_min_um")
+    if offset_maps is not None and (len(offset_maps) != nd or any(
+            np.shape(m) != hs.shape for m in offset_maps)):
+        raise ValueError(f"offset maps must be {nd} maps of shape {hs.shape}")
     peaks = [Peaks.find(hm, em, tau=t, d_min_um=d, voxel_size=vs3,
-                        exclude_border=exclude_border, subvoxel=subvoxel)
-             for hm, em, t, d in ((hs, embed_start, tau[0], dmin[0]),
-                                  (he, embed_end, tau[1], dmin[1]))]
+                        exclude_border=exclude_border, subvoxel=subvoxel, offset_maps=om)
+             for hm, em, t, d, om in ((hs, embed_start, tau[0], dmin[0], offset_maps),
+                                      (he, embed_end, tau[1], dmin[1], None))]
     return pair_peaks(*peaks, thr, voxel_size=vs3, names=names, ndim=nd, offset=off)
 
 

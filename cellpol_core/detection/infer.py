@@ -369,7 +369,7 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
     cancel : CancelToken, optional
         Checked between tile batches.
     """
-    from .decode import decode_maps, merge_tile_vectors
+    from .decode import decode_maps, offset_maps_of, merge_tile_vectors
 
     thr = thresholds or model.thresholds
     timings = timings if timings is not None else Timings()
@@ -385,7 +385,7 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
         offset[-dims:] = plan.origins[index]
         table = decode_maps(maps["heatmap_start"], maps["heatmap_end"], maps.get("embed_start"),
                             maps.get("embed_end"), voxel_size=plan.work_vs, thresholds=thr,
-                            names=names, offset=tuple(offset))
+                            names=names, offset=tuple(offset), offset_maps=offset_maps_of(maps))
         return table, time.perf_counter() - t
 
     # Tiles are decoded in a thread while the network runs on the next ones.

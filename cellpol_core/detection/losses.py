@@ -13,7 +13,7 @@ from torch import nn
 
 from ..defaults import EMBED_MARGIN
 
-__all__ = ["weighted_mse", "pull_push_loss", "CellPolLoss"]
+__all__ = ["weighted_mse", "pull_push_loss", "offset_loss", "stack_offsets", "CellPolLoss"]
 
 
 def _match(target: torch.Tensor, pred: torch.Tensor, name: str) -> torch.Tensor:
@@ -137,8 +137,47 @@ def pull_push_loss(embed_start: torch.Tensor, embed_end: torch.Tensor,
     return pull, push
 
 
+def offset_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked smooth-L1 loss of the offset head.
+
+    Parameters
+    ----------
+    pred, target : Tensor, shape (B, D, *spatial)
+        Predicted and target offsets (D axes, in
+        :data:`~cellpol_core.detection.targets.OFFSET_UNIT` units).
+    mask : Tensor, shape (B, 1, *spatial) or (B, *spatial)
+        1 on the start supports, 0 elsewhere.
+
+    Returns
+    -------
+    Tensor
+        Scalar: per sample, the smooth-L1 (β = 1) summed over the D axes and
+        averaged over its masked voxels (0 for a sample without any), then
+        the mean over the B samples. Voxels outside the mask get no gradient.
+    """
+    if mask.dim() == pred.dim() - 1:
+        mask = mask.unsqueeze(1)
+    target = target.to(dtype=pred.dtype)
+    if target.shape != pred.shape or mask.shape[2:] != pred.shape[2:]:
+        raise ValueError(f"offset target {tuple(target.shape)} / mask {tuple(mask.shape)} do "
+                         f"not match prediction {tuple(pred.shape)}")
+    m = mask.to(dtype=pred.dtype)
+    # The mask multiplies the loss, not the prediction: no gradient leaks outside.
+    per_voxel = nn.functional.smooth_l1_loss(pred, target, reduction="none").sum(1, keepdim=True)
+    per_sample = (per_voxel * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1.0)
+    return per_sample.mean()
+
+
+def stack_offsets(outputs: dict):
+    """The offset head's per-axis maps as one (B, D, *spatial) tensor, or None."""
+    from .network import OFFSET_KEYS
+
+    maps = [outputs[k] for k in OFFSET_KEYS if outputs.get(k) is not None]
+    return torch.cat(maps, 1) if maps else None
+
+
 class CellPolLoss(nn.Module):
-    """Total training loss ``α(L_hm,end + L_hm,start) + β(L_pull + L_push)``.
+    """Total training loss ``α(L_hm,end + L_hm,start) + β(L_pull + L_push) + γ·L_offset``.
 
     Parameters
     ----------
@@ -146,13 +185,18 @@ class CellPolLoss(nn.Module):
         Weights of the heatmap and embedding terms.
     delta : float
         Push margin Δ.
+    gamma : float
+        Weight of the offset term (:func:`offset_loss`), used when the
+        network has the offset head.
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, delta: float = EMBED_MARGIN):
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, delta: float = EMBED_MARGIN,
+                 gamma: float = 1.0):
         super().__init__()
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.delta = float(delta)
+        self.gamma = float(gamma)
 
     def forward(self, outputs: dict, batch: dict):
         """Loss of one batch.
@@ -164,7 +208,8 @@ class CellPolLoss(nn.Module):
             the network is the CtrDet variant, ``'embed_start'``, ``'embed_end'``.
         batch : dict of Tensor
             ``'heatmap_start'``, ``'heatmap_end'``, ``'weight_start'``,
-            ``'weight_end'`` and, for embeddings, ``'ids_start'``, ``'ids_end'``.
+            ``'weight_end'``, for embeddings ``'ids_start'``, ``'ids_end'``
+            and, for the offset head, ``'offset'`` and ``'offset_mask'``.
 
         Returns
         -------
@@ -172,7 +217,8 @@ class CellPolLoss(nn.Module):
             Scalar loss to back-propagate.
         parts : dict of Tensor
             Detached scalars ``'hm_start'``, ``'hm_end'``, ``'pull'``, ``'push'``
-            (pull and push are 0 without embeddings).
+            (pull and push are 0 without embeddings) and, with the offset
+            head, ``'offset'``.
         """
         hm_s = weighted_mse(outputs["heatmap_start"], batch["heatmap_start"], batch["weight_start"])
         hm_e = weighted_mse(outputs["heatmap_end"], batch["heatmap_end"], batch["weight_end"])
@@ -184,4 +230,9 @@ class CellPolLoss(nn.Module):
         total = self.alpha * (hm_e + hm_s) + self.beta * (pull + push)
         parts = {"hm_start": hm_s.detach(), "hm_end": hm_e.detach(),
                  "pull": pull.detach(), "push": push.detach()}
+        pred = stack_offsets(outputs)
+        if pred is not None:
+            off = offset_loss(pred, batch["offset"], batch["offset_mask"])
+            total = total + self.gamma * off
+            parts["offset"] = off.detach()
         return total, parts

@@ -83,6 +83,13 @@ class Thresholds:
         minimising ``distance / d_max + λ · |Δembedding| / delta`` (see
         :func:`~cellpol_core.detection.decode.pair_by_embedding`). ``cellpol tune``
         chooses it.
+    offset_weight : float
+        Weight μ of the offset term of the joint assignment: the distance
+        from a start peak's predicted end (peak + offset head) to the end
+        peak, / d_max. 0 (files without it) ignores the offset head.
+    distance_weight : float
+        Weight of the plain start-end distance term of the joint assignment
+        (1 in files without it).
     source : str
         ``"default"`` or ``"tuned"``.
     """
@@ -92,13 +99,16 @@ class Thresholds:
     d_max_um: float = PAIR_DISTANCE_UM
     delta: float = EMBED_MARGIN
     embed_weight: Optional[float] = None
+    offset_weight: float = 0.0
+    distance_weight: float = 1.0
     source: str = "default"
 
     def to_dict(self) -> dict:
         return {"tau": list(map(float, self.tau)), "d_min_um": list(map(float, self.d_min_um)),
                 "d_max_um": float(self.d_max_um), "delta": float(self.delta),
                 "embed_weight": None if self.embed_weight is None else float(self.embed_weight),
-                "source": self.source}
+                "offset_weight": float(self.offset_weight),
+                "distance_weight": float(self.distance_weight), "source": self.source}
 
     @classmethod
     def from_dict(cls, d: dict, *, path=None) -> "Thresholds":
@@ -108,6 +118,8 @@ class Thresholds:
                       d_max_um=float(d["d_max_um"]), delta=float(d.get("delta", EMBED_MARGIN)),
                       embed_weight=(None if d.get("embed_weight") is None
                                     else float(d["embed_weight"])),
+                      offset_weight=float(d.get("offset_weight", 0.0)),
+                      distance_weight=float(d.get("distance_weight", 1.0)),
                       source=str(d.get("source", "default")))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"broken thresholds ({type(exc).__name__}: {exc})", path) from None
@@ -131,6 +143,10 @@ class Thresholds:
         if self.embed_weight is not None and not (math.isfinite(self.embed_weight)
                                                   and self.embed_weight >= 0):
             bad("embed_weight", self.embed_weight, "null or a finite number of at least 0")
+        for name in ("offset_weight", "distance_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                bad(name, value, "a finite number of at least 0")
 
 
 @dataclass

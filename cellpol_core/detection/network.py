@@ -38,9 +38,12 @@ __all__ = [
     "enable_huge_pages",
     "autocast_context",
     "OUTPUT_KEYS",
+    "OFFSET_KEYS",
 ]
 
 OUTPUT_KEYS = ("heatmap_start", "heatmap_end", "embed_start", "embed_end")
+#: Outputs of the offset head, one map per axis (3D; 2D has the last two).
+OFFSET_KEYS = ("offset_z", "offset_y", "offset_x")
 
 # oneDNN runs a 3x3x3 convolution with 1 or 2 input channels on a slow path
 # (about 5x slower than the same convolution with 4 channels, measured with
@@ -181,6 +184,21 @@ class _Head(nn.Module):
         return heat, embed
 
 
+class _OffsetHead(nn.Module):
+    """The offset branch: a 3x3(x3) conv + ReLU and a 1x1(x1) conv to one
+    channel per spatial axis (linear), read at start-structure voxels."""
+
+    def __init__(self, spatial_dims, cin, width):
+        super().__init__()
+        self.conv = _relu_init(_conv(spatial_dims, cin, width, 3))
+        self.out = _conv(spatial_dims, width, spatial_dims, 1)
+        self.keys = OFFSET_KEYS[3 - spatial_dims:]
+
+    def forward(self, y):
+        o = self.out(F.relu(self.conv(y)).to(self.out.weight.dtype))
+        return {k: o[:, i:i + 1].contiguous() for i, k in enumerate(self.keys)}
+
+
 class CellPolNet(nn.Module):
     """U-Net with a heatmap and an embedding output per structure (3DCellPol).
 
@@ -220,6 +238,11 @@ class CellPolNet(nn.Module):
         Width of the head convolutions; None means ``base_filters``.
     embedding : bool
         False builds the "CtrDet" variant, with heatmap outputs only.
+    offset : bool
+        Add the offset head: per axis, the displacement from each start
+        voxel to its end structure (see
+        :func:`cellpol_core.detection.targets.render_offsets`), outputs
+        :data:`OFFSET_KEYS` (the last two in 2D).
     dropout : float
         Dropout probability in [0, 1).
     batch_norm : bool
@@ -249,6 +272,7 @@ class CellPolNet(nn.Module):
         dropout: float = 0.1,
         batch_norm: bool = True,
         pool_z=None,
+        offset: bool = False,
     ):
         enable_huge_pages()  # before the parameters: torch's first allocation
         super().__init__()
@@ -281,6 +305,7 @@ class CellPolNet(nn.Module):
         self.depth = int(depth)
         self.head_filters = int(head_filters)
         self.embedding = bool(embedding)
+        self.offset = bool(offset)
         self.dropout = float(dropout)
         self.batch_norm = bool(batch_norm)
         self.pool_z = pool_z
@@ -303,6 +328,8 @@ class CellPolNet(nn.Module):
             for i in range(self.depth))
         self.head_start = _Head(sd, filters[0], self.head_filters, self.embedding, self.batch_norm)
         self.head_end = _Head(sd, filters[0], self.head_filters, self.embedding, self.batch_norm)
+        self.offset_head = (_OffsetHead(sd, filters[0], self.head_filters) if self.offset
+                            else None)
 
     # -- configuration -------------------------------------------------------
 
@@ -322,12 +349,15 @@ class CellPolNet(nn.Module):
             "dropout": self.dropout,
             "batch_norm": self.batch_norm,
             "pool_z": None if self.pool_z is None else list(self.pool_z),
+            # Only when set: configs of networks without the head stay as they were.
+            **({"offset": True} if self.offset else {}),
         }
 
     @property
     def output_keys(self) -> tuple:
         """The keys of the dict that :meth:`forward` returns."""
-        return OUTPUT_KEYS if self.embedding else OUTPUT_KEYS[:2]
+        keys = OUTPUT_KEYS if self.embedding else OUTPUT_KEYS[:2]
+        return keys + (OFFSET_KEYS[3 - self.spatial_dims:] if self.offset else ())
 
     def size_multiple(self) -> tuple:
         """Spatial sizes must be multiples of these: (z, y, x), or (y, x) in 2D."""
@@ -392,15 +422,17 @@ class CellPolNet(nn.Module):
         y = skips.pop()
         for i in reversed(range(self.depth)):
             y = self.up[i](y, skips.pop())
+        # Before the fused heads, which may reuse y's memory.
+        offsets = self.offset_head(y) if self.offset_head is not None else {}
         if self._fused_heads is not None:
-            return self._fused_heads(y)
+            return {**self._fused_heads(y), **offsets}
         heat_s, emb_s = self.head_start(y)
         heat_e, emb_e = self.head_end(y)
         out = {"heatmap_start": heat_s, "heatmap_end": heat_e}
         if self.embedding:
             out["embed_start"] = emb_s
             out["embed_end"] = emb_e
-        return out
+        return {**out, **offsets}
 
     # -- inference ------------------------------------------------------------
 
@@ -637,7 +669,7 @@ DEFAULT_ARCHITECTURE = "light"
 
 
 def build_network(arch: str = DEFAULT_ARCHITECTURE, *, in_channels: int = 2,
-                  spatial_dims: int = 3) -> CellPolNet:
+                  spatial_dims: int = 3, offset: bool = False) -> CellPolNet:
     """Build a preset network.
 
     Parameters
@@ -648,6 +680,8 @@ def build_network(arch: str = DEFAULT_ARCHITECTURE, *, in_channels: int = 2,
         Image channels.
     spatial_dims : {3, 2}
         3D or 2D convolutions.
+    offset : bool
+        Add the offset head.
 
     Returns
     -------
@@ -661,7 +695,8 @@ def build_network(arch: str = DEFAULT_ARCHITECTURE, *, in_channels: int = 2,
     if arch not in ARCHITECTURES:
         raise InputError(f"unknown network architecture {arch!r}; choose one of "
                          f"{', '.join(sorted(ARCHITECTURES))}")
-    return CellPolNet(in_channels=in_channels, spatial_dims=spatial_dims, **ARCHITECTURES[arch])
+    return CellPolNet(in_channels=in_channels, spatial_dims=spatial_dims, offset=offset,
+                      **ARCHITECTURES[arch])
 
 
 # -- devices -------------------------------------------------------------------

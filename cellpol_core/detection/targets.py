@@ -27,6 +27,15 @@ Pair ids
 Outside the patch
     Centroids outside the array still contribute the part of their support
     that falls inside it (heatmap and ids alike).
+Offsets (optional offset head)
+    At every voxel ``v`` of a start support owned by pair ``k`` (the voxels
+    with start id ``k``), the displacement from ``v`` to that pair's end
+    centroid, ``(end_k − v)·voxel_size``, per axis, divided by
+    :data:`OFFSET_UNIT` (10 µm, or 10 px for pixel presets): physical units,
+    so the targets do not depend on the voxel size, and values near 1. Zero
+    elsewhere, with a mask of the support (the loss reads it). Built from the
+    augmented vectors like everything else, so flips and rotations turn the
+    vectors with the image.
 Weights
     ``'balanced'`` (default): ``w = w_f·h`` where ``h != 0`` and ``w_b``
     elsewhere, with ``w_f = N/(2·N_fg)`` and ``w_b = N/(2·N_bg)`` per map (see
@@ -53,6 +62,9 @@ REFERENCE_WEIGHTS = {"start": (5.0, 200.0), "end": (5.0, 800.0)}
 """(offset, slope) of the reference code's weights ``w = offset + slope·h``."""
 
 WEIGHTINGS = ("balanced", "reference")
+
+OFFSET_UNIT = 10.0
+"""Offset maps hold displacements in units of this many µm (px for pixel presets)."""
 
 
 # ----------------------------------------------------------------------------- presets
@@ -131,6 +143,11 @@ class Targets:
         Pair id (vector index + 1) over each centroid's support, 0 elsewhere.
     weight_start, weight_end : ndarray of float32
         Per-voxel weights of the heatmap loss.
+    offset : ndarray of float32, shape (D, *spatial), optional
+        Offset targets (D = 3 in 3D, (z, y, x); 2 in 2D), see
+        :func:`render_offsets`; None unless asked for.
+    offset_mask : ndarray of float32, optional
+        1 on the start supports (where offsets are learnt), 0 elsewhere.
     """
 
     heatmap_start: np.ndarray
@@ -139,11 +156,14 @@ class Targets:
     ids_end: np.ndarray
     weight_start: np.ndarray
     weight_end: np.ndarray
+    offset: Optional[np.ndarray] = None
+    offset_mask: Optional[np.ndarray] = None
 
     def as_dict(self) -> dict:
         """The arrays by name (the keys :class:`~cellpol_core.detection.losses.CellPolLoss` reads)."""
-        return {k: getattr(self, k) for k in (
-            "heatmap_start", "heatmap_end", "ids_start", "ids_end", "weight_start", "weight_end")}
+        keys = ("heatmap_start", "heatmap_end", "ids_start", "ids_end", "weight_start",
+                "weight_end") + (("offset", "offset_mask") if self.offset is not None else ())
+        return {k: getattr(self, k) for k in keys}
 
 
 def _check_radius(r) -> float:
@@ -233,6 +253,43 @@ def render_structure(shape, points, *, voxel_size, radius, ids=None):
     return heat, idmap
 
 
+def render_offsets(ids_start, end_points, *, voxel_size, unit=OFFSET_UNIT) -> tuple:
+    """Offset targets: the displacement from each start voxel to its pair's end centroid.
+
+    Parameters
+    ----------
+    ids_start : ndarray of int, (Z, Y, X) or (Y, X)
+        Start id map (:func:`render_structure`): id ``k`` over the support
+        owned by pair ``k``, 0 elsewhere.
+    end_points : ndarray, shape (N, 3)
+        End centroids in (z, y, x) voxels of the same array; pair ``k`` is
+        row ``k - 1``.
+    voxel_size : tuple of float
+        (z, y, x) size of a voxel.
+    unit : float
+        Displacements are divided by it (same units as ``voxel_size``).
+
+    Returns
+    -------
+    offset : ndarray of float32, shape (D, *spatial)
+        Per axis (D = 3: z, y, x; 2D maps: y, x), ``(end_k − v)·voxel_size /
+        unit`` at voxel ``v`` with id ``k``, 0 where the id is 0.
+    mask : ndarray of float32
+        1 where the id is not 0.
+    """
+    ids = np.asarray(ids_start)
+    nd = ids.ndim
+    vs = np.asarray(voxel_size, dtype=np.float64).reshape(-1)[-nd:]
+    end = np.asarray(end_points, dtype=np.float64).reshape(-1, 3)[:, 3 - nd:]
+    offset = np.zeros((nd,) + ids.shape, np.float32)
+    where = np.nonzero(ids)
+    if len(where[0]):
+        k = ids[where].astype(np.intp) - 1
+        for a in range(nd):
+            offset[a][where] = (end[k, a] - where[a]) * vs[a] / float(unit)
+    return offset, (ids != 0).astype(np.float32)
+
+
 def loss_weights(heatmap) -> tuple:
     """Class weights of the balanced heatmap loss.
 
@@ -277,7 +334,8 @@ def reference_weight_map(heatmap, *, role) -> np.ndarray:
 
 
 def make_targets(shape, vectors: VectorTable, *, voxel_size, radii,
-                 weighting: str = "balanced", offset: Optional[tuple] = None) -> Targets:
+                 weighting: str = "balanced", offset: Optional[tuple] = None,
+                 offsets: bool = False) -> Targets:
     """Heatmaps, pair-id maps and loss weights of one patch.
 
     Parameters
@@ -297,6 +355,8 @@ def make_targets(shape, vectors: VectorTable, *, voxel_size, radii,
     offset : tuple of 3 float, optional
         (z, y, x) voxel position of the patch origin in the coordinates of
         ``vectors``; subtracted from the centroids.
+    offsets : bool
+        Also build the offset targets (:func:`render_offsets`).
 
     Returns
     -------
@@ -321,4 +381,6 @@ def make_targets(shape, vectors: VectorTable, *, voxel_size, radii,
     else:
         ws = reference_weight_map(hs, role="start")
         we = reference_weight_map(he, role="end")
-    return Targets(hs, he, is_, ie, ws, we)
+    if not offsets:
+        return Targets(hs, he, is_, ie, ws, we)
+    return Targets(hs, he, is_, ie, ws, we, *render_offsets(is_, end, voxel_size=voxel_size))

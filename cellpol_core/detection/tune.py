@@ -9,7 +9,9 @@ maximise the vector F1 at evaluation level tau_L = 5, pooled over images.
 The network runs once per image (whole-image maps, stitched from tile
 interiors). Peaks are found once per image, structure and d_min at the lowest
 tau; a higher tau only drops weaker peaks and never changes which stronger
-peaks survive, so each tau is a filter on those. Every candidate is decoded
+peaks survive, so each tau is a filter on those. For models with the offset
+head the pairing search also covers the weights of the joint assignment's
+offset and plain-distance terms. Every candidate is decoded
 by :func:`~cellpol_core.detection.decode.pair_peaks`, the rule prediction
 uses, and scored by the evaluation of docs/method.md §6. The search is coordinate-wise:
 the start structure's (tau, d_min) over the full grid with the end's fixed,
@@ -34,6 +36,13 @@ TAU_GRID = tuple(round(0.10 + 0.05 * i, 2) for i in range(18))  # 0.10 ... 0.95
 #: rule, a number the weight λ of the joint assignment (0: distance only).
 EMBED_WEIGHT_GRID = (None, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 DELTA_GRID = (1.0, 2.0, 3.0, 5.0)
+#: (offset weight μ, distance weight) pairs searched for offset models.
+OFFSET_GRID = ((0.0, 1.0), (0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (4.0, 1.0), (1.0, 0.0),
+               (1.0, 0.5))
+#: Embedding margin that lets every pair through: embeddings left out.
+NO_GATE = 1e6
+#: Pairing terms :func:`tune` may use (those the model has).
+PAIRING_TERMS = ("embedding", "offset")
 #: F1 gain a pairing rule needs over the current one to replace it.
 PAIRING_MARGIN = 0.005
 
@@ -54,13 +63,15 @@ class _ImageCache:
         self._peaks = {}
 
     def peaks(self, role, d_min_um):
-        from .decode import Peaks
+        from .decode import Peaks, offset_maps_of
 
         key = (role, d_min_um)
         if key not in self._peaks:
             self._peaks[key] = Peaks.find(self.maps[f"heatmap_{role}"],
                                           self.maps.get(f"embed_{role}"), tau=self.tau_min,
-                                          d_min_um=d_min_um, voxel_size=self.voxel_size)
+                                          d_min_um=d_min_um, voxel_size=self.voxel_size,
+                                          offset_maps=(offset_maps_of(self.maps)
+                                                       if role == "start" else None))
         return self._peaks[key]
 
 
@@ -85,7 +96,8 @@ def _score(caches, thr, names, *, level, levels, border_um):
 def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=None,
          voxel_size=None, level=EVAL_LEVEL, levels=None, border_um=BORDER_UM, rounds=2,
          device=DEFAULT_DEVICE, thresholds: Optional[Thresholds] = None, write=True,
-         precision=DEFAULT_PRECISION, cancel: Optional[CancelToken] = None):
+         precision=DEFAULT_PRECISION, terms=PAIRING_TERMS,
+         cancel: Optional[CancelToken] = None):
     """Choose decoding thresholds on validation images; write ``thresholds.json``.
 
     A generator job returning ``(Thresholds, report)`` where ``report`` is a
@@ -117,6 +129,10 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         Write ``thresholds.json`` and ``metrics.json`` into the model folder.
     precision : {"auto", "fp32", "bf16"}
         Network arithmetic (:mod:`cellpol_core.detection.precision`).
+    terms : sequence of {"embedding", "offset"}
+        Pairing terms the search may use, of those the model has (the
+        ablation of the offset head leaves one out): without "embedding",
+        λ = 0 and no embedding gate; without "offset", μ = 0.
     cancel : CancelToken, optional
     """
     from .infer import predict_maps
@@ -146,6 +162,12 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         caches.append(_ImageCache(maps, gt, maps.plan.model_shape, min(TAU_GRID)))
     names = tuple(cfg.structures)
     start_thr = model.thresholds if thresholds is None else thresholds
+    use_embed = cfg.embedding and "embedding" in terms
+    use_offset = bool(cfg.network.get("offset")) and "offset" in terms
+    if cfg.embedding and not use_embed:
+        start_thr = replace(start_thr, embed_weight=0.0, delta=NO_GATE)
+    if not use_offset:
+        start_thr = replace(start_thr, offset_weight=0.0, distance_weight=1.0)
     base_f1, _ = _score(caches, start_thr, names, level=level, levels=levels, border_um=border_um)
     best = replace(start_thr, tau=tuple(start_thr.tau), d_min_um=tuple(start_thr.d_min_um),
                    source="tuned")
@@ -156,8 +178,14 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         d_max0 = start_thr.d_max_um
     grids = [_dmin_grid(cfg.radii[0]), _dmin_grid(cfg.radii[1])]
     d_max_grid = tuple(round(d_max0 * f, 2) for f in (0.75, 0.9, 1.0, 1.15, 1.3))
-    pairing_grid = ([(w, d) for w in EMBED_WEIGHT_GRID for d in DELTA_GRID]
-                    if cfg.embedding else [])
+    embed_grid = ([(w, d) for w in EMBED_WEIGHT_GRID for d in DELTA_GRID] if use_embed
+                  else [(start_thr.embed_weight, start_thr.delta)])
+    offset_grid = OFFSET_GRID if use_offset else [(0.0, 1.0)]
+    # The greedy rule (λ None) takes no offsets: the joint rule with λ = 0 does.
+    pairing_grid = [(w, d, mu, wd) for w, d in embed_grid for mu, wd in offset_grid
+                    if not (w is None and mu > 0)]
+    if len(pairing_grid) == 1:
+        pairing_grid = []
     total = rounds * (len(TAU_GRID) * (len(grids[0]) + len(grids[1])) + len(d_max_grid)
                       + len(pairing_grid))
     done = 0
@@ -166,10 +194,10 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         # rule replaces the current one only if it wins by PAIRING_MARGIN: on
         # a few validation images the 28 rules otherwise pick noise.
         rule_best, rule_f1 = best, best_f1
-        for w, d in pairing_grid:
+        for w, d, mu, wd in pairing_grid:
             if cancel is not None:
                 cancel.check()
-            cand = replace(best, embed_weight=w, delta=d)
+            cand = replace(best, embed_weight=w, delta=d, offset_weight=mu, distance_weight=wd)
             f1, _ = _score(caches, cand, names, level=level, levels=levels, border_um=border_um)
             if f1 > rule_f1 + 1e-12:
                 rule_best, rule_f1 = cand, f1
@@ -203,6 +231,7 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
     report = {
         "level": level, "levels": levels, "f1_before": base_f1, "f1_after": best_f1,
         "thresholds": best.to_dict(), "n_images": len(caches), "embedding": cfg.embedding,
+        "offset": bool(cfg.network.get("offset")), "terms": list(terms),
         "table": pooled.rows(),
     }
     if write:
@@ -212,11 +241,15 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
 
 
 def _pairing_text(t: dict, embedding: bool) -> str:
+    mu = t.get("offset_weight") or 0.0
+    offsets = (f", offset weight {mu:g}, distance weight {t.get('distance_weight', 1.0):g}"
+               if mu > 0 else "")
     if not embedding:
-        return "by distance (Hungarian)"
-    if t.get("embed_weight") is None:
+        return "by distance (Hungarian)" + offsets
+    if t.get("embed_weight") is None and not mu:
         return f"greedy by embedding (3DCellPol), delta {t['delta']:g}"
-    return f"joint assignment, λ = {t['embed_weight']:g}, delta {t['delta']:g}"
+    return (f"joint assignment, λ = {t.get('embed_weight') or 0.0:g}, delta {t['delta']:g}"
+            + offsets)
 
 
 def format_report(report: dict) -> str:
