@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from cellpol_core.defaults import DEVICES, PRECISIONS
-from cellpol_core.detection.config import TrainConfig
+from cellpol_core.detection.config import FINETUNE_DEFAULTS, TrainConfig
 
 __all__ = ["TrainDialog", "cuda_available"]
 
@@ -114,6 +114,27 @@ class TrainDialog(QDialog):
         self.epochs_spin.setToolTip("Passes over the training patches; more learns more but "
                                     "takes longer")
         form.addRow("Epochs:", self.epochs_spin)
+
+        budget = QWidget()
+        brow = QHBoxLayout(budget)
+        brow.setContentsMargins(0, 0, 0, 0)
+        self.minutes_box = QCheckBox("Train for")
+        self.minutes_box.setToolTip("Stop after this much time instead of a number of epochs; "
+                                    "the learning rate schedule is fitted to it")
+        self.minutes_spin = QDoubleSpinBox()
+        self.minutes_spin.setRange(0.5, 24 * 60)
+        self.minutes_spin.setDecimals(1)
+        self.minutes_spin.setValue(FINETUNE_DEFAULTS["minutes"])
+        self.minutes_spin.setSuffix(" min")
+        self.minutes_spin.setToolTip("Wall time of the run, minutes")
+        brow.addWidget(self.minutes_box)
+        brow.addWidget(self.minutes_spin)
+        form.addRow("Time budget:", budget)
+        self.minutes_box.toggled.connect(self._update_budget)
+        # Fine-tuning is meant to take minutes: choosing a model turns the budget on.
+        self.init_combo.currentIndexChanged.connect(
+            lambda _: self.minutes_box.setChecked(self.init_combo.currentData() is not None))
+        self._update_budget()
 
         patch = QWidget()
         row = QHBoxLayout(patch)
@@ -304,6 +325,11 @@ class TrainDialog(QDialog):
                 out.append(Path(item.data(Qt.ItemDataRole.UserRole)))
         return out
 
+    def _update_budget(self):
+        on = self.minutes_box.isChecked()
+        self.minutes_spin.setEnabled(on)
+        self.epochs_spin.setEnabled(not on)
+
     def resume(self) -> bool:
         """Whether resuming is chosen (and possible)."""
         return self.resume_box.isEnabled() and self.resume_box.isChecked()
@@ -317,6 +343,11 @@ class TrainDialog(QDialog):
             s = self.patch_spins
             yx = (s["Y"].value(), s["X"].value())
             changes["patch_size"] = (s["Z"].value(),) + yx if self.ndim == 3 else yx
+        if self.minutes_box.isChecked():
+            changes["minutes"] = round(self.minutes_spin.value(), 2)
+        if self.init_combo.currentData() is not None and not self.resume():
+            changes = {**{k: v for k, v in FINETUNE_DEFAULTS.items() if k != "minutes"},
+                       **changes}
         return TrainConfig(**changes)
 
     def kwargs(self) -> dict:

@@ -10,7 +10,7 @@ pytest.importorskip("superqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from cellpol_core.detection.config import TrainConfig  # noqa: E402
+from cellpol_core.detection.config import FINETUNE_DEFAULTS, TrainConfig  # noqa: E402
 from cellpol_core.io.image import write_ome_tiff  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.gui_jobs]
@@ -80,10 +80,21 @@ def test_dialog_builds_fine_tune_resume_and_validation_args(window, qtbot, tmp_p
     dialog.patch_spins["Z"].setValue(8)
     dialog.val_images_radio.setChecked(True)
     dialog.val_list.item(0).setCheckState(Qt.CheckState.Checked)
+    # Fine-tuning: a 5-minute budget and the fine-tuning defaults.
+    tuned = {k: v for k, v in FINETUNE_DEFAULTS.items() if k != "minutes"}
+    assert dialog.minutes_box.isChecked() and not dialog.epochs_spin.isEnabled()
     assert dialog.kwargs() == {
         "config": TrainConfig(epochs=3, device="cpu", precision="fp32", patch_size=(8, 24, 32),
-                              val_fraction=0.1),
+                              val_fraction=0.1, minutes=5.0, **tuned),
         "name": "tuned", "init": str(old), "val_images": [images[0]]}
+    dialog.minutes_spin.setValue(1.5)
+    assert dialog.kwargs()["config"].minutes == 1.5
+    dialog.minutes_box.setChecked(False)
+    assert dialog.kwargs()["config"].minutes is None and dialog.epochs_spin.isEnabled()
+    dialog.init_combo.setCurrentIndex(0)  # from scratch: epochs, TrainConfig's defaults
+    assert dialog.kwargs()["config"] == TrainConfig(
+        epochs=3, device="cpu", precision="fp32", patch_size=(8, 24, 32), val_fraction=0.1)
+    dialog.init_combo.setCurrentIndex(1)
 
     dialog.name_edit.setText("old")  # an existing folder with a checkpoint
     assert dialog.resume_box.isEnabled()

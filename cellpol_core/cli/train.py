@@ -39,7 +39,20 @@ def register(sub):
     p.add_argument("--patch", nargs="+", type=int, metavar="N",
                    help="patch size X Y Z (2D: X Y); default 128 128 64, shrunk to the images")
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    from ..detection.config import FINETUNE_DEFAULTS, TrainConfig
+
+    p.add_argument("--lr", type=float,
+                   help=f"Adam learning rate (default {TrainConfig.lr:g}; "
+                        f"{FINETUNE_DEFAULTS['lr']:g} when fine-tuning with --init)")
+    p.add_argument("--minutes", type=float, metavar="N",
+                   help="train for N minutes of wall time instead of --epochs, with the "
+                        "learning rate schedule fitted to that time")
+    p.add_argument("--freeze", choices=("none", "encoder"),
+                   help=f"network part kept fixed (default {TrainConfig.freeze}; "
+                        f"{FINETUNE_DEFAULTS['freeze']} when fine-tuning)")
+    p.add_argument("--offset-head", action="store_true",
+                   help="give a new network the offset head (pairing by the predicted "
+                        "displacement from each start structure to its end structure)")
     p.add_argument("--alpha", type=float, default=1.0,
                    help="weight of the heatmap losses (default 1)")
     p.add_argument("--beta", type=float, default=1.0,
@@ -105,15 +118,20 @@ def _check_synthetic_flags(args):
 
 def train_config(args):
     """The :class:`~cellpol_core.detection.config.TrainConfig` of ``cellpol train``'s flags."""
-    from ..detection.config import TrainConfig
+    from ..detection.config import FINETUNE_DEFAULTS, TrainConfig
     from ..detection.precision import check_precision
 
-    return TrainConfig(arch=args.arch, preset=args.preset, structures=args.structures,
-                       model_voxel_size=_model_voxel_size(args), epochs=args.epochs,
-                       steps_per_epoch=args.steps_per_epoch, patch_size=_patch(args),
-                       batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
-                       alpha=args.alpha, beta=args.beta, seed=args.seed, device=args.device,
-                       precision=check_precision(args.precision))
+    # Options left out take the fine-tuning defaults when a model is fine-tuned.
+    base = (TrainConfig(**{k: v for k, v in FINETUNE_DEFAULTS.items() if k != "minutes"})
+            if getattr(args, "init", None) else TrainConfig())
+    chosen = {k: v for k, v in (("lr", args.lr), ("freeze", args.freeze)) if v is not None}
+    return base.replace(**chosen, minutes=args.minutes, offset_head=bool(args.offset_head),
+                        arch=args.arch, preset=args.preset, structures=args.structures,
+                        model_voxel_size=_model_voxel_size(args), epochs=args.epochs,
+                        steps_per_epoch=args.steps_per_epoch, patch_size=_patch(args),
+                        batch_size=args.batch_size, val_fraction=args.val_fraction,
+                        alpha=args.alpha, beta=args.beta, seed=args.seed, device=args.device,
+                        precision=check_precision(args.precision))
 
 
 def run(args) -> int:

@@ -26,9 +26,15 @@ from typing import Optional
 from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, EMBED_MARGIN, PRECISIONS
 from ..errors import InputError
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "FINETUNE_DEFAULTS", "FREEZE_CHOICES"]
 
 WEIGHTINGS = ("balanced", "reference")
+#: Parts of the network a run may keep fixed: none, or the encoder (the first
+#: convolutions and every down level).
+FREEZE_CHOICES = ("none", "encoder")
+#: Fine-tuning defaults (``--init`` without these options), chosen by
+#: benchmarks/bench_finetune.py (see the README, "Fine-tuning in minutes").
+FINETUNE_DEFAULTS = {"lr": 3e-4, "freeze": "none", "pair_bias": 1.0, "minutes": 5.0}
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,22 @@ class TrainConfig:
         Passed to :func:`cellpol_core.detection.network.autocast_context`.
     num_threads : int or None
         CPU threads for torch; default torch's own choice.
+    minutes : float or None
+        Wall-time budget of the run: it stops when the time is up (``epochs``
+        is then ignored) and the learning rate follows a warm-up and cosine
+        decay fitted to the budget (see
+        :func:`cellpol_core.detection.loop.budget_lr_factor`). None trains
+        ``epochs`` epochs with reduce-on-plateau.
+    freeze : {"none", "encoder"}
+        Network parts kept fixed (their BatchNorm statistics too).
+    offset_head : bool
+        Give a new network the offset head (the displacement from each start
+        voxel to its end structure, see
+        :func:`cellpol_core.detection.targets.render_offsets`). Fine-tuning
+        a model without the head adds it (the rest of the network is kept);
+        resuming keeps the run's network.
+    gamma : float
+        Weight of the offset loss.
 
     Raises
     ------
@@ -112,6 +134,10 @@ class TrainConfig:
     device: str = DEFAULT_DEVICE
     precision: str = DEFAULT_PRECISION
     num_threads: Optional[int] = None
+    minutes: Optional[float] = None
+    freeze: str = "none"
+    offset_head: bool = False
+    gamma: float = 1.0
 
     def __post_init__(self):
         # Tuples, so that a config read back from JSON compares equal.
@@ -131,7 +157,16 @@ class TrainConfig:
             _at_least("steps_per_epoch", self.steps_per_epoch, 1)
         if self.num_threads is not None:
             _at_least("num_threads", self.num_threads, 1)
-        for name in ("lr", "alpha", "beta", "delta"):
+        if self.minutes is not None and (not _is_number(self.minutes)
+                                         or not math.isfinite(self.minutes)
+                                         or self.minutes <= 0):
+            raise InputError(f"minutes must be a finite number above 0, got {self.minutes!r}")
+        if self.freeze not in FREEZE_CHOICES:
+            raise InputError(f"freeze must be one of {', '.join(FREEZE_CHOICES)}, "
+                             f"got {self.freeze!r}")
+        if not isinstance(self.offset_head, bool):
+            raise InputError(f"offset_head must be true or false, got {self.offset_head!r}")
+        for name in ("lr", "alpha", "beta", "delta", "gamma"):
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(value) or value <= 0:
                 raise InputError(f"{name} must be a finite number above 0, got {value!r}")

@@ -14,6 +14,15 @@ epoch's running loss sums), the NumPy and torch random states and
 so that resuming never mixes two runs. Resuming
 from it continues the run as if it had never stopped: the same weights come
 out, bit for bit.
+
+A run may instead have a wall-time budget (``budget_s``): epochs go on until
+the time is up, a step is started only when it is expected to end (with the
+epoch's closing validation) within the budget, and the last, shortened epoch
+is closed like any other. The learning rate follows
+:func:`budget_lr_factor` of the fraction of the budget spent, so the schedule
+ends when the budget does, however fast the machine is. The checkpoint then
+also holds ``elapsed_s``, so a resumed run spends only what is left. The
+clock is injectable (``clock=``) for tests.
 """
 
 from __future__ import annotations
@@ -32,10 +41,29 @@ from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 
 __all__ = ["Trainer", "epoch_loop", "default_steps_per_epoch", "read_checkpoint",
-           "check_run", "seed_everything", "write_training_log", "read_training_log"]
+           "check_run", "seed_everything", "write_training_log", "read_training_log",
+           "budget_lr_factor"]
 
 #: Fewest batches of an epoch whose length is not given.
 MIN_STEPS_PER_EPOCH = 4
+#: Share of a time budget spent warming the learning rate up (linearly from 0).
+BUDGET_WARMUP = 0.05
+#: Learning rate at the end of a time budget, as a share of the initial one.
+BUDGET_FINAL_LR = 0.01
+
+
+def budget_lr_factor(progress: float) -> float:
+    """Learning-rate factor at ``progress`` (share of the time budget spent, 0 to 1).
+
+    A linear warm-up over :data:`BUDGET_WARMUP` of the budget (Adam's moments
+    start empty, also when fine-tuning), then a cosine decay that reaches
+    :data:`BUDGET_FINAL_LR` exactly when the budget ends.
+    """
+    p = min(max(float(progress), 0.0), 1.0)
+    if p < BUDGET_WARMUP:
+        return max(p / BUDGET_WARMUP, 1e-3)
+    q = (p - BUDGET_WARMUP) / (1.0 - BUDGET_WARMUP)
+    return BUDGET_FINAL_LR + (1.0 - BUDGET_FINAL_LR) * 0.5 * (1.0 + math.cos(math.pi * q))
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -151,6 +179,13 @@ class Trainer(ABC):
     def load_state_dict(self, state: dict):
         """Restore :meth:`state_dict`'s output."""
 
+    def set_lr_factor(self, factor: float):
+        """Scale the learning rate to ``factor`` times the initial one (time-budget runs).
+
+        Trainers without a schedule of their own ignore it.
+        """
+        return None
+
     def step_message(self, epoch: int, epochs: int, values: dict, means: dict) -> str:
         """Message of a step event (``means``: the epoch's running means)."""
         return f"epoch {epoch}/{epochs}"
@@ -160,29 +195,32 @@ class Trainer(ABC):
         return f"epoch {epoch}/{epochs}"
 
 
-def _save_checkpoint(trainer: Trainer, rng, *, epoch, step=0, sums=None):
+def _save_checkpoint(trainer: Trainer, rng, *, epoch, step=0, sums=None, elapsed_s=None):
     import torch
 
     from .model import save_state
 
+    extra = {} if elapsed_s is None else {"elapsed_s": float(elapsed_s)}
     save_state(Path(trainer.outdir) / trainer.checkpoint_file, {
         **trainer.state_dict(), "epoch": int(epoch), "step": int(step),
         "sums": {k: float(v) for k, v in (sums or {}).items()},
         "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-        "run_id": str(trainer.run_id or "")})
+        "run_id": str(trainer.run_id or ""), **extra})
 
 
 def epoch_loop(trainer: Trainer, *, epochs: int, steps_per_epoch: int,
                rng: np.random.Generator, checkpoint: Optional[dict] = None,
-               start_data: Optional[dict] = None, cancel: Optional[CancelToken] = None):
-    """Run ``trainer`` up to ``epochs`` epochs (a generator job; returns None).
+               start_data: Optional[dict] = None, cancel: Optional[CancelToken] = None,
+               budget_s: Optional[float] = None, clock=time.perf_counter):
+    """Run ``trainer`` up to ``epochs`` epochs, or for ``budget_s`` seconds (a generator job).
 
     Yields a first event (``data``: ``device``, ``epoch``,
     ``steps_per_epoch`` and ``start_data``), one event per step (``data``:
     the step's losses, ``epoch``, ``step``, ``device``, ``eta_s``) and one per
     epoch (``data``: the log row, ``extra`` of :meth:`Trainer.end_epoch`,
     ``epoch_end=True`` and ``eta_s``), all with the trainer's stage and a
-    ``step``/``total`` counted in steps.
+    ``step``/``total`` counted in steps (in whole seconds of the budget when
+    there is one).
 
     After every epoch the log is rewritten and the checkpoint saved; when
     ``cancel`` is set it is checked before each step, and the checkpoint is
@@ -192,7 +230,7 @@ def epoch_loop(trainer: Trainer, *, epochs: int, steps_per_epoch: int,
     ----------
     trainer : Trainer
     epochs : int
-        Total epochs; a resumed run continues up to it.
+        Total epochs; a resumed run continues up to it. Ignored with a budget.
     steps_per_epoch : int
     rng : numpy.random.Generator
         The run's generator (from :func:`seed_everything`); the trainer draws
@@ -204,59 +242,109 @@ def epoch_loop(trainer: Trainer, *, epochs: int, steps_per_epoch: int,
     start_data : dict, optional
         More data for the first event.
     cancel : CancelToken, optional
+    budget_s : float, optional
+        Wall-time budget in seconds (see the module docstring); the learning
+        rate is set through :meth:`Trainer.set_lr_factor` before every step.
+    clock : callable
+        Seconds, monotonic (tests pass a fake one).
     """
     import torch
 
     outdir = Path(trainer.outdir)
     start_epoch, start_step, start_sums, log_rows = 0, 0, {}, []
+    spent = 0.0  # budget spent before this call (resumed runs)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
         start_epoch = int(checkpoint["epoch"])
         # Checkpoints before the step count restart their unfinished epoch.
         start_step = int(checkpoint.get("step", 0))
         start_sums = dict(checkpoint.get("sums", {})) if start_step else {}
+        spent = float(checkpoint.get("elapsed_s", 0.0))
         rng.bit_generator.state = checkpoint["numpy_rng"]
         torch.set_rng_state(checkpoint["torch_rng"])
         log_rows = read_training_log(outdir / trainer.log_file, trainer.log_columns)[:start_epoch]
-    total = epochs * steps_per_epoch
+    budget = None if budget_s is None else float(budget_s)
+    t_start = clock()
+
+    def elapsed():
+        return spent + clock() - t_start
+
+    def position(done):
+        # Progress in steps, or in whole seconds of a budget.
+        return min(int(elapsed()), int(budget)) if budget else done
+
+    total = int(budget) if budget else epochs * steps_per_epoch
     first_done = start_epoch * steps_per_epoch + start_step
-    yield ProgressEvent(trainer.stage, first_done, total, message=f"training on {trainer.device}",
+    yield ProgressEvent(trainer.stage, position(first_done), total,
+                        message=f"training on {trainer.device}",
                         data={"device": trainer.device, "epoch": start_epoch,
                               "steps_per_epoch": steps_per_epoch, **(start_data or {})})
-    t_start = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
+    shown_epochs = None if budget else epochs
+    step_s, close_s = None, 0.0  # measured: mean step time, last epoch closing time
+    n_timed = 0
+    out_of_time = budget is not None and elapsed() >= budget
+    epoch = start_epoch
+    while not out_of_time and (budget is not None or epoch < epochs):
+        t0 = clock()
         trainer.start_epoch()
         sums = dict(start_sums) if epoch == start_epoch else {}
         first = start_step if epoch == start_epoch else 0
+        steps_done = first
         for step in range(first, steps_per_epoch):
+            if budget is not None:
+                # Start a step only if it and the epoch's closing fit in the budget.
+                need = (step_s or 0.0) + close_s
+                if elapsed() + need > budget and (n_timed or elapsed() >= budget):
+                    out_of_time = True
+                    break
+                trainer.set_lr_factor(budget_lr_factor(elapsed() / budget))
             if cancel is not None and cancel.cancelled:
-                _save_checkpoint(trainer, rng, epoch=epoch, step=step, sums=sums)
+                _save_checkpoint(trainer, rng, epoch=epoch, step=step, sums=sums,
+                                 elapsed_s=elapsed() if budget else None)
                 cancel.check()
+            t_step = clock()
             values = trainer.step(rng)
+            n_timed += 1
+            dt = clock() - t_step
+            step_s = dt if step_s is None else step_s + (dt - step_s) / n_timed
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
+            steps_done = step + 1
             done = epoch * steps_per_epoch + step + 1
-            per_step = (time.perf_counter() - t_start) / max(done - first_done, 1)
+            per_step = (clock() - t_start) / max(done - first_done, 1)
             means = {k: v / (step + 1) for k, v in sums.items()}
-            yield ProgressEvent(trainer.stage, done, total,
-                                message=trainer.step_message(epoch + 1, epochs, values, means),
+            eta = (max(budget - elapsed(), 0.0) if budget
+                   else per_step * (epochs * steps_per_epoch - done))
+            yield ProgressEvent(trainer.stage, position(done), total,
+                                message=trainer.step_message(epoch + 1, shown_epochs, values,
+                                                             means),
                                 data=dict(values, epoch=epoch + 1, step=step + 1,
-                                          device=trainer.device,
-                                          eta_s=per_step * (total - done)))
-        fields_, extra = trainer.end_epoch(epoch + 1, {k: v / steps_per_epoch
+                                          device=trainer.device, eta_s=eta))
+        if steps_done == 0:  # the budget ended before this epoch's first step
+            break
+        t_close = clock()
+        fields_, extra = trainer.end_epoch(epoch + 1, {k: v / steps_done
                                                        for k, v in sums.items()})
-        row = {"epoch": epoch + 1, **fields_, "seconds": time.perf_counter() - t0,
+        row = {"epoch": epoch + 1, **fields_, "seconds": clock() - t0,
                "device": trainer.device}
         log_rows.append(row)
         write_training_log(outdir / trainer.log_file, log_rows, trainer.log_columns)
-        _save_checkpoint(trainer, rng, epoch=epoch + 1)
-        elapsed = time.perf_counter() - t_start
-        per_epoch = elapsed / max((epoch + 1) * steps_per_epoch - first_done, 1) * steps_per_epoch
-        yield ProgressEvent(trainer.stage, (epoch + 1) * steps_per_epoch, total,
-                            message=trainer.epoch_message(epoch + 1, epochs, row),
-                            data=dict(row, **extra, epoch_end=True,
-                                      eta_s=per_epoch * (epochs - epoch - 1)))
+        _save_checkpoint(trainer, rng, epoch=epoch + 1,
+                         elapsed_s=elapsed() if budget else None)
+        close_s = clock() - t_close
+        if budget:
+            out_of_time = out_of_time or elapsed() >= budget
+            eta = 0.0 if out_of_time else max(budget - elapsed(), 0.0)
+            at = int(budget) if out_of_time else position(0)
+        else:
+            per_epoch = ((clock() - t_start)
+                         / max((epoch + 1) * steps_per_epoch - first_done, 1) * steps_per_epoch)
+            eta = per_epoch * (epochs - epoch - 1)
+            at = (epoch + 1) * steps_per_epoch
+        yield ProgressEvent(trainer.stage, at, total,
+                            message=trainer.epoch_message(epoch + 1, shown_epochs, row),
+                            data=dict(row, **extra, epoch_end=True, eta_s=eta))
+        epoch += 1
 
 
 def write_training_log(path, rows, columns):
@@ -279,6 +367,8 @@ def read_training_log(path, columns) -> list:
         rows = list(csv.DictReader(fh))
     out = []
     for r in rows:
-        out.append({k: (r[k] if k == "device" else float(r[k])) for k in columns if k in r})
+        # Columns added later are empty in older rows.
+        out.append({k: (r[k] if k == "device" else float(r[k])) for k in columns
+                    if r.get(k) not in (None, "")})
         out[-1]["epoch"] = int(out[-1]["epoch"])
     return out

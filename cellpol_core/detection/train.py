@@ -49,8 +49,8 @@ from .model import (CHECKPOINT_FILE, CHECKSUMS_FILE, CONFIG_FILE, THRESHOLDS_FIL
 from ..io.resample import coord_scale, needs_resampling, resample_channels, resampled_shape
 from ..io.vectors import VectorTable
 
-LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "hm_start", "hm_end", "pull", "push", "lr",
-               "seconds", "device"]
+LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "hm_start", "hm_end", "pull", "push",
+               "offset", "lr", "seconds", "device"]
 #: The files a training run writes (their stale temporaries are removed on start).
 RUN_FILES = (CONFIG_FILE, CHECKSUMS_FILE, WEIGHTS_BEST, WEIGHTS_LAST, CHECKPOINT_FILE,
              TRAINING_LOG)
@@ -240,8 +240,8 @@ def augment(patch, vectors: VectorTable, rng, *, p=0.5, intensity=True) -> tuple
     return patch, VectorTable(start, end, vectors.score, names=vectors.names, ndim=vectors.ndim)
 
 
-def make_batch(patches, tables, *, voxel_size, radii, weighting="balanced"):
-    """Stack patches and build their targets as torch tensors (B, 1, ...)."""
+def make_batch(patches, tables, *, voxel_size, radii, weighting="balanced", offsets=False):
+    """Stack patches and build their targets as torch tensors (B, 1, ...); offsets (B, D, ...)."""
     import torch
 
     from .targets import make_targets
@@ -250,12 +250,13 @@ def make_batch(patches, tables, *, voxel_size, radii, weighting="balanced"):
     x = torch.from_numpy(np.stack(patches))
     fields = {}
     for t in tables:
-        tg = make_targets(spatial, t, voxel_size=voxel_size, radii=radii, weighting=weighting)
+        tg = make_targets(spatial, t, voxel_size=voxel_size, radii=radii, weighting=weighting,
+                          offsets=offsets)
         for k, v in tg.as_dict().items():
             fields.setdefault(k, []).append(v)
     batch = {}
     for k, vs in fields.items():
-        arr = np.stack(vs)[:, None]
+        arr = np.stack(vs) if k == "offset" else np.stack(vs)[:, None]
         batch[k] = torch.from_numpy(arr.astype(np.int64 if k.startswith("ids") else np.float32))
     return x, batch
 
@@ -414,7 +415,10 @@ def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[Train
         if config.num_threads:
             torch.set_num_threads(int(config.num_threads))
         if init_state is not None:
-            net.load_state_dict(init_state)
+            # A head added to the fine-tuned model (offset_head) starts fresh.
+            missing, unexpected = net.load_state_dict(init_state, strict=False)
+            if unexpected or any(not k.startswith("offset_head.") for k in missing):
+                raise InputError(f"the weights of {init} do not fit its network")
         trainer = _ModelTrainer(net, items, val_items, model_config=model_config, config=config,
                                 outdir=work, rng_seed=config.seed)
         trainer.run_id = model_config.run_id
@@ -430,6 +434,7 @@ def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[Train
             [it.spatial_shape for it in items], patch_size, config.batch_size)
         yield from epoch_loop(trainer, epochs=config.epochs, steps_per_epoch=steps, rng=rng,
                               checkpoint=checkpoint, cancel=cancel,
+                              budget_s=None if config.minutes is None else 60.0 * config.minutes,
                               start_data={"patch_size": patch_size,
                                           "n_val_patches": len(trainer.val_set)})
         folder.commit()
@@ -452,12 +457,15 @@ def _model_config(outdir, config: TrainConfig, train_src, structures, pair, *, i
         base = load_model(init, for_inference=False)
         model_config = base.config
         model_config.extra = dict(model_config.extra, init=str(base.path))
+        if config.offset_head and not model_config.network.get("offset"):
+            model_config.network = dict(model_config.network, offset=True)
         return model_config, {k: v.detach().cpu() for k, v in base.net.state_dict().items()}
     first, _, first_channels = train_src[0]
     dims = first.ndim
     # Built for its arguments only; building it advances torch's generator,
     # which the initial weights of seeded runs have always followed.
-    net0 = build_network(config.arch, in_channels=2, spatial_dims=dims)
+    net0 = build_network(config.arch, in_channels=2, spatial_dims=dims,
+                         offset=config.offset_head)
     model_vs = config.model_voxel_size or first.voxel_size or (1.0, 1.0, 1.0)
     if dims == 2:
         model_vs = (1.0,) + tuple(model_vs[-2:])
@@ -506,13 +514,16 @@ class _ModelTrainer(Trainer):
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.opt, mode="min", factor=0.8, patience=config.plateau_patience)
-        self.loss_fn = CellPolLoss(alpha=config.alpha, beta=config.beta, delta=config.delta)
+        self.loss_fn = CellPolLoss(alpha=config.alpha, beta=config.beta, delta=config.delta,
+                                   gamma=config.gamma)
+        self.offsets = bool(getattr(net, "offset", False))
         self.best_val = math.inf
         self.patch_size = tuple(model_config.patch_size)
         self.voxel_size = model_config.voxel_size
         self.radii = model_config.radii
         self.dims = model_config.spatial_dims
         self.sampler = PatchSampler(items, patch_size=self.patch_size, pair_bias=config.pair_bias)
+        self.frozen = _freeze(self.net, config.freeze)
         self.val_set = validation_patches(val_items, patch_size=self.patch_size,
                                           rng=np.random.default_rng(rng_seed + 1))
 
@@ -520,7 +531,7 @@ class _ModelTrainer(Trainer):
         from .network import to_device_input
 
         x, batch = make_batch(patches, tables, voxel_size=self.voxel_size, radii=self.radii,
-                              weighting=self.config.weighting)
+                              weighting=self.config.weighting, offsets=self.offsets)
         x = to_device_input(x, self.dev, self.dims)
         return x, {k: v.to(self.dev) for k, v in batch.items()}
 
@@ -533,6 +544,12 @@ class _ModelTrainer(Trainer):
 
     def start_epoch(self):
         self.net.train()
+        for module in self.frozen:
+            module.eval()  # fixed BatchNorm statistics too
+
+    def set_lr_factor(self, factor):
+        for group in self.opt.param_groups:
+            group["lr"] = self.config.lr * float(factor)
 
     def step(self, rng) -> dict:
         patches, tables = [], []
@@ -565,14 +582,16 @@ class _ModelTrainer(Trainer):
     def end_epoch(self, epoch, means) -> tuple:
         train_loss = means["loss"]
         val_loss = self._validation_loss() if self.val_set else train_loss
-        self.sched.step(val_loss)
+        if self.config.minutes is None:  # a time budget sets its own schedule
+            self.sched.step(val_loss)
         improved = val_loss < self.best_val
         if improved:
             self.best_val = val_loss
             save_state(self.outdir / WEIGHTS_BEST, cpu_state_dict(self.net))
         save_state(self.outdir / WEIGHTS_LAST, cpu_state_dict(self.net))
         fields = {"train_loss": train_loss, "val_loss": val_loss,
-                  **{k: means.get(k, 0.0) for k in ("hm_start", "hm_end", "pull", "push")},
+                  **{k: means.get(k, 0.0) for k in ("hm_start", "hm_end", "pull", "push",
+                                                    "offset")},
                   "lr": self.opt.param_groups[0]["lr"]}
         return fields, {"best": improved}
 
@@ -587,10 +606,26 @@ class _ModelTrainer(Trainer):
         self.best_val = float(state["best_val"])
 
     def step_message(self, epoch, epochs, values, means) -> str:
-        return f"epoch {epoch}/{epochs} loss {means['loss']:.4f}"
+        return f"{_epoch_text(epoch, epochs)} loss {means['loss']:.4f}"
 
     def epoch_message(self, epoch, epochs, row) -> str:
-        return f"epoch {epoch}/{epochs} train {row['train_loss']:.4f} val {row['val_loss']:.4f}"
+        return (f"{_epoch_text(epoch, epochs)} train {row['train_loss']:.4f} "
+                f"val {row['val_loss']:.4f}")
+
+
+def _epoch_text(epoch, epochs) -> str:
+    # Time-budget runs have no epoch count.
+    return f"epoch {epoch}" if epochs is None else f"epoch {epoch}/{epochs}"
+
+
+def _freeze(net, freeze) -> list:
+    """Stop gradients to the ``freeze`` part of ``net``; returns its modules."""
+    if freeze == "none":
+        return []
+    modules = [net.inc, *net.down]
+    for module in modules:
+        module.requires_grad_(False)
+    return modules
 
 
 def build_network_from_config(config: ModelConfig):
