@@ -26,10 +26,14 @@ class _AliasLoader(importlib.abc.Loader):
         self.target = target
 
     def create_module(self, spec):
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self._spec = module.__spec__
+        return module
 
     def exec_module(self, module):
-        pass  # the target module is already executed
+        # The import system stamped the alias's spec on the shared module; put its own
+        # back, or its later relative imports would resolve against the alias's package.
+        module.__spec__ = self._spec
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):
