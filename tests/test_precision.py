@@ -76,9 +76,11 @@ def test_autocast_context_follows_the_choice(monkeypatch):
     monkeypatch.setattr(P, "cpu_bf16_unit", lambda flags=None: None)
     assert isinstance(autocast_context("cpu", "auto"), contextlib.nullcontext)
     monkeypatch.setattr(P, "cpu_bf16_unit", lambda flags=None: "AMX")
+    # training on a CPU: "auto" stays fp32 (bit-reproducible), "bf16" opts in
+    assert isinstance(autocast_context("cpu", "auto"), contextlib.nullcontext)
     conv = torch.nn.Conv3d(2, 4, 3, padding=1)
     x = torch.rand(1, 2, 4, 8, 8)
-    with autocast_context("cpu", "auto"):
+    with autocast_context("cpu", "bf16"):
         y = conv(x)
     assert y.dtype == torch.bfloat16
     # The weights stay float32 and get float32 gradients (the master copy).
@@ -153,3 +155,13 @@ def test_cli_rejects_an_unknown_precision_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and "unknown precision" in err
+
+
+def test_training_auto_is_fp32_on_a_cpu_and_bf16_on_request():
+    # bf16 training on a CPU is opt-in: "auto" keeps training bit-reproducible there.
+    from cellpol_core.detection.precision import resolve_precision
+
+    amx = ["avx512f", "amx_bf16", "amx_tile"]
+    assert resolve_precision("auto", "cpu", flags=amx).bf16
+    assert not resolve_precision("auto", "cpu", flags=amx, training=True).bf16
+    assert resolve_precision("bf16", "cpu", flags=amx, training=True).label == "bf16/AMX"

@@ -830,7 +830,8 @@ def autocast_context(device, precision="auto"):
     :class:`~cellpol_core.detection.precision.Precision`) is the user's choice,
     resolved by :func:`~cellpol_core.detection.precision.resolve_precision`:
     "auto" is bf16 on CUDA and on CPUs with native bf16 (AMX, AVX-512 BF16),
-    fp32 elsewhere. In bf16, convolutions run in bf16 over the float32
+    fp32 elsewhere (for training on a CPU, "auto" is fp32: see
+    :mod:`~cellpol_core.detection.precision`). In bf16, convolutions run in bf16 over the float32
     weights (which the optimiser updates in float32); cast the outputs to
     float32 before the loss. Autocast measured faster for training than bf16
     weights with float32 master copies (``benchmarks/bench_train.py``).
@@ -840,6 +841,6 @@ def autocast_context(device, precision="auto"):
     from .precision import resolve_precision
 
     device = torch.device(device)
-    if not resolve_precision(precision, device).bf16:
+    if not resolve_precision(precision, device, training=True).bf16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -6,7 +6,11 @@ One place decides which precision a job runs in (:func:`resolve_precision`):
 * ``"bf16"``: bfloat16 network arithmetic, also where the CPU only emulates it
   (slower, with a one-line notice);
 * ``"auto"`` (the default): bf16 on CUDA and on CPUs with native bf16 units
-  (Intel AMX, or AVX-512 BF16 on Intel and AMD), fp32 elsewhere.
+  (Intel AMX, or AVX-512 BF16 on Intel and AMD), fp32 elsewhere. Training on a
+  CPU is the exception: there "auto" means fp32, because bf16 autocast training
+  measured only 1.2-1.3x faster (``bench_train.py``) and its weights are not
+  bit-reproducible from run to run, which would break exact ``--resume``.
+  ``--precision bf16`` still trains in bf16 on the CPU for those who want it.
 
 Inference in bf16 runs the BN-folded network with bf16 weights and bf16
 channels-last inputs (:func:`inference_net`); its outputs are cast back to
@@ -130,7 +134,8 @@ def _torch_cpu_bf16():
         return None, None
 
 
-def resolve_precision(precision=DEFAULT_PRECISION, device="cpu", *, flags=None) -> Precision:
+def resolve_precision(precision=DEFAULT_PRECISION, device="cpu", *, flags=None,
+                      training=False) -> Precision:
     """Decide what a job runs in.
 
     Parameters
@@ -141,6 +146,8 @@ def resolve_precision(precision=DEFAULT_PRECISION, device="cpu", *, flags=None) 
         Where the network runs.
     flags : iterable of str, optional
         CPU flags, for tests (see :func:`cpu_bf16_unit`).
+    training : bool
+        For training: "auto" is then fp32 on a CPU (see the module docstring).
 
     Returns
     -------
@@ -159,6 +166,8 @@ def resolve_precision(precision=DEFAULT_PRECISION, device="cpu", *, flags=None) 
         unit = "CUDA" if _cuda_bf16() else None
     else:
         unit = cpu_bf16_unit(flags)
+    if name == "auto" and training and dev_type != "cuda":
+        unit = None
     if name == "fp32" or (name == "auto" and unit is None):
         return Precision(requested=name, name="fp32")
     return Precision(requested=name, name="bf16", unit=unit)

@@ -505,11 +505,13 @@ class _ModelTrainer(Trainer):
 
         from .losses import CellPolLoss
         from .network import device_description, prepare_for_device, select_device
+        from .precision import resolve_precision
 
         self.config = config
         self.outdir = Path(outdir)
         self.dev = select_device(config.device)
-        self.device = device_description(self.dev)
+        self.device = device_description(
+            self.dev, resolve_precision(config.precision, self.dev, training=True))
         self.net = prepare_for_device(net, self.dev)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
