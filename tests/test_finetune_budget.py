@@ -110,3 +110,17 @@ def test_bundled_model_has_no_offset_head():
         out = model.net(torch.zeros((1, 2) + tuple(model.net.size_multiple())))
     assert not any(k.startswith("offset") for k in out)
     assert np.isfinite(out["heatmap_start"].numpy()).all()
+
+
+@pytest.mark.slow
+def test_fine_tuned_model_keeps_its_init_thresholds(tmp_path):
+    from dataclasses import replace
+
+    from cellpol_core.detection.model import write_thresholds
+
+    base = _train(tmp_path / "base")
+    tuned = replace(load_model(base).thresholds, tau=(0.35, 0.45), embed_weight=1.0,
+                    source="tuned")
+    write_thresholds(base, tuned)
+    out = _train(tmp_path / "ft", init=base, minutes=0.01)
+    assert load_model(out).thresholds == tuned

@@ -423,6 +423,9 @@ def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[Train
                                 outdir=work, rng_seed=config.seed)
         trainer.run_id = model_config.run_id
         write_config(work, model_config)
+        if init is not None and checkpoint is None:
+            # A fine-tuned model decodes like the model it started from until tuned.
+            write_thresholds(work, load_model(init, for_inference=False).thresholds)
         if not (work / THRESHOLDS_FILE).exists():
             # Until tuned: the joint assignment with λ = 0 (distance, gated by the
             # embeddings), which beat the greedy rule on held-out phantoms.
