@@ -114,10 +114,11 @@ def test_predict_writes_vectors(tmp_path, good_3d, capsys):
     assert (out / "good_vectors.csv").exists()
 
 
-def test_predict_needs_a_method(tmp_path, good_3d, capsys):
-    assert main(["predict", str(good_3d), "-o", str(tmp_path / "o")]) == 2
+def test_predict_without_a_method_names_the_bundled_model_it_chose(tmp_path, good_3d, capsys):
+    assert main(["predict", str(good_3d), "-o", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
-    assert "--model" in err and "--method otsu" in err
+    assert "nucleus-golgi-3d" in err  # the 3D nucleus->Golgi default, said in one line
+    assert (tmp_path / "o" / "good_vectors.csv").is_file()
 
 
 def test_missing_model(tmp_path, good_3d, capsys):
