@@ -424,6 +424,29 @@ class PlaneVoxelSize(tuple):
     read with it is refused, since its z would be a guess."""
 
 
+def check_voxel_size(voxel_size, path=None) -> tuple:
+    """A voxel size given by the user, checked: 3 finite positive numbers (z, y, x) in µm,
+    each within :data:`VOXEL_SIZE_RANGE_UM`.
+
+    Raises
+    ------
+    InputError
+        Naming ``path`` and what is wrong.
+    """
+    try:
+        vs = tuple(float(v) for v in voxel_size)
+    except (TypeError, ValueError):
+        raise InputError(f"voxel size must be 3 numbers (z, y, x) in µm, got {voxel_size!r}",
+                         path) from None
+    if len(vs) != 3 or any(not (math.isfinite(v) and v > 0) for v in vs):
+        raise InputError(f"voxel size must be 3 positive numbers (z, y, x) in µm, "
+                         f"got {tuple(voxel_size)}", path)
+    if any(not VOXEL_SIZE_RANGE_UM[0] <= v <= VOXEL_SIZE_RANGE_UM[1] for v in vs):
+        raise InputError(f"voxel size {_vs_text(vs)} is outside the plausible "
+                         f"{VOXEL_SIZE_RANGE_UM[0]:g}-{VOXEL_SIZE_RANGE_UM[1]:g} µm", path)
+    return vs
+
+
 def _vs_text(vs) -> str:
     return " x ".join(f"{float(v):g}" for v in vs) + " µm"
 
@@ -842,20 +865,7 @@ def read_image(path, *, axes=None, voxel_size=None, lazy=False) -> CellImage:
         raise InputError("file not found", path)
     if path.is_dir():
         raise InputError("is a folder, not an image file", path)
-    override_vs = None
-    if voxel_size is not None:
-        try:
-            vs = [float(v) for v in voxel_size]
-        except (TypeError, ValueError):
-            raise InputError(f"voxel size must be 3 numbers (z, y, x) in µm, got {voxel_size!r}",
-                             path) from None
-        if len(vs) != 3 or any(not (math.isfinite(v) and v > 0) for v in vs):
-            raise InputError(f"voxel size must be 3 positive numbers (z, y, x) in µm, "
-                             f"got {tuple(voxel_size)}", path)
-        if any(not VOXEL_SIZE_RANGE_UM[0] <= v <= VOXEL_SIZE_RANGE_UM[1] for v in vs):
-            raise InputError(f"voxel size {_vs_text(vs)} is outside the plausible "
-                             f"{VOXEL_SIZE_RANGE_UM[0]:g}-{VOXEL_SIZE_RANGE_UM[1]:g} µm", path)
-        override_vs = tuple(vs)
+    override_vs = None if voxel_size is None else check_voxel_size(voxel_size, path)
 
     with _capture_tifffile_log() as log:
         try:

@@ -195,14 +195,9 @@ def read_ome_zarr(path, *, axes=None, voxel_size=None, lazy=True, level=0):
         elif unit is None and value > 0 and value != 1.0:
             sizes[letter] = value  # no unit given: NGFF's usual micrometre
     if voxel_size is not None:
-        try:
-            vs = tuple(float(v) for v in voxel_size)
-        except (TypeError, ValueError):
-            raise InputError(f"voxel size must be 3 numbers (z, y, x) in µm, got {voxel_size!r}",
-                             path) from None
-        if len(vs) != 3 or any(not (math.isfinite(v) and v > 0) for v in vs):
-            raise InputError(f"voxel size must be 3 positive numbers (z, y, x) in µm, "
-                             f"got {tuple(voxel_size)}", path)
+        from .image import check_voxel_size
+
+        vs = check_voxel_size(voxel_size, path)
         vs = vs if is_3d else (1.0,) + vs[1:]
     elif is_3d:
         vs = tuple(sizes[a] for a in "ZYX") if all(a in sizes for a in "ZYX") else None
