@@ -34,7 +34,7 @@ WEIGHTINGS = ("balanced", "reference")
 FREEZE_CHOICES = ("none", "encoder")
 #: Fine-tuning defaults (``--init`` without these options), chosen by
 #: benchmarks/bench_finetune.py (see the README, "Fine-tuning in minutes").
-FINETUNE_DEFAULTS = {"lr": 3e-4, "freeze": "none", "pair_bias": 1.0, "minutes": 5.0}
+FINETUNE_DEFAULTS = {"lr": 3e-4, "freeze": "none", "pair_bias": 0.8, "minutes": 5.0}
 
 
 @dataclass(frozen=True)
