@@ -10,6 +10,21 @@ Whoever starts a job gives its own handlers to :meth:`JobRunner.start`
 result goes to the code that asked for it, whatever the job is called. The
 runner's signals report every job, for views that follow all of them (the
 status bar's progress bar, the docks' buttons).
+
+The end of a job is always reported, once, and nothing of the job after it.
+superqt's worker is run by ``_JobWorker``, which differs from superqt's own
+``run`` in the three ways that made jobs hang or misbehave under load:
+
+- a ``RuntimeError`` (torch's out-of-memory, a bug) ends the job as an error;
+  superqt takes it for a deleted Qt object and never emits ``finished``, so the
+  job would hang forever;
+- the job runs without ``warnings.catch_warnings()``: from the worker thread,
+  that context manager saves and later restores the process-wide warning state
+  while the GUI thread (pytest's capture, libraries) enters and leaves its own
+  blocks, so an old state (filters, a hook into a finished worker) came back at
+  random;
+- a handler that processes events (a progress bar repainting, a dialog) may
+  receive the rest of the job and its end inside it: late events are dropped.
 """
 
 from __future__ import annotations
@@ -29,19 +44,8 @@ _pyside_fix.apply()
 __all__ = ["JobRunner", "JobHandlers", "error_text"]
 
 
-class _WrappedRuntimeError(Exception):
-    """Carries a job's RuntimeError: superqt drops RuntimeErrors (it takes them
-    for deleted Qt objects) without emitting ``errored`` or ``finished``."""
-
-    def __init__(self, original):
-        super().__init__(str(original))
-        self.original = original
-
-
 def error_text(exc: BaseException) -> str:
     """One line for an error dialog."""
-    if isinstance(exc, _WrappedRuntimeError):
-        exc = exc.original
     if isinstance(exc, InputError):
         return str(exc)
     text = str(exc).strip().splitlines()
@@ -50,11 +54,34 @@ def error_text(exc: BaseException) -> str:
 
 def _drive(factory, args, kwargs, token):
     # Runs in the worker thread: just forwards the job's events and result.
-    try:
-        result = yield from factory(*args, cancel=token, **kwargs)
-    except RuntimeError as exc:  # e.g. torch's out-of-memory errors
-        raise _WrappedRuntimeError(exc) from exc
-    return result
+    return (yield from factory(*args, cancel=token, **kwargs))
+
+
+def _job_worker_class():
+    from superqt.utils import GeneratorWorker
+
+    class _JobWorker(GeneratorWorker):
+        """superqt's generator worker whose end is always reported (see the module
+        docstring): any exception is ``errored``, ``finished`` comes last whatever
+        happened, and the process-wide warning state is left alone."""
+
+        def run(self):
+            self.started.emit()
+            self._running = True
+            try:
+                result = self.work()  # returns a RuntimeError the generator raised
+                if isinstance(result, BaseException):
+                    raise result
+                if not self.abort_requested:
+                    self.returned.emit(result)
+            except Exception as exc:
+                self.errored.emit(exc)
+            finally:
+                self._running = False
+                self.finished.emit()
+                self._finished.emit(self)  # superqt's bookkeeping of started workers
+
+    return _JobWorker
 
 
 def _call(handler, *args):
@@ -153,7 +180,8 @@ class JobRunner(QObject):
         self._handlers = JobHandlers(on_result, on_progress, on_error, on_finished)
         self._outcome = None
         worker = create_worker(_drive, factory, args, kwargs, self._token,
-                               _start_thread=False, _ignore_errors=True)
+                               _start_thread=False, _ignore_errors=True,
+                               _worker_class=_job_worker_class())
         worker.yielded.connect(self._yielded)
         worker.returned.connect(self._returned)
         worker.errored.connect(self._errored)
@@ -167,18 +195,31 @@ class JobRunner(QObject):
         if self._token is not None:
             self._token.cancel()
 
+    def _current(self) -> bool:
+        # The signal comes from the running job's worker, and that job has not ended: a
+        # late event (delivered after the end, inside a handler that processed events) or
+        # one of an earlier job is dropped.
+        return self._worker is not None and self.sender() is self._worker.signals
+
     def _yielded(self, event):
+        if not self._current():
+            return
         _call(self._handlers.on_progress, event)
-        self.progress.emit(event)
+        if self._current():
+            self.progress.emit(event)
 
     def _returned(self, result):
-        self._outcome = ("result", result)
+        if self._current():
+            self._outcome = ("result", result)
 
     def _errored(self, exc):
-        self._outcome = ("cancelled", None) if isinstance(exc, Cancelled) else \
-            ("error", error_text(exc))
+        if self._current():
+            self._outcome = ("cancelled", None) if isinstance(exc, Cancelled) else \
+                ("error", error_text(exc))
 
     def _finished(self):
+        if not self._current():
+            return
         # The worker's signals arrive in order: its result or error came first.
         handlers, outcome = self._handlers, self._outcome
         self._worker = self._token = self._outcome = None

@@ -1,11 +1,10 @@
-"""Waiting for a GUI job in tests without polling while its worker thread runs.
+"""Waiting for a GUI job in tests: once, for the runner's ``finished`` signal.
 
-Polling with ``qtbot.waitUntil`` sets up and tears down a timer every 10 ms
-while the worker emits signals; under load that occasionally deadlocked the
-test process (main thread in pytest-qt's timer clean-up, worker waiting for
-the GIL). Waiting once for the runner's ``finished`` signal avoids the churn.
-``JobRunner.running`` changes only in main-thread slots, so checking it and
-then arming the wait cannot miss the signal.
+The runner reports the end of every job once (see ``cellpol_app.jobs``), so
+waiting for that signal is enough; polling ``running`` with ``qtbot.waitUntil``
+would only add a timer every 10 ms while the worker emits. ``JobRunner.running``
+changes only in GUI-thread slots, so checking it and then arming the wait
+cannot miss the signal.
 """
 
 

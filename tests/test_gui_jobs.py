@@ -128,6 +128,123 @@ def test_runner_cancel_and_errors(qtbot):
     assert failed[-1] == "RuntimeError: boom"
 
 
+def test_runner_reports_the_end_of_a_job_whatever_it_raises(qtbot, monkeypatch):
+    import cellpol_app.jobs as jobs
+
+    # A RuntimeError reaching the worker unwrapped: superqt's worker took it for a deleted
+    # Qt object and never said the job had ended (a job that hangs forever).
+    def unwrapped(factory, args, kwargs, token):
+        return (yield from factory(*args, cancel=token, **kwargs))
+
+    monkeypatch.setattr(jobs, "_drive", unwrapped, raising=False)
+    runner = jobs.JobRunner()
+    failed = []
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        assert runner.start("bug", _job, 1, fail=RuntimeError("torch out of memory"),
+                            on_error=failed.append)
+    assert failed == ["RuntimeError: torch out of memory"] and not runner.running
+
+
+@pytest.mark.filterwarnings("ignore:from the job")
+def test_jobs_leave_the_process_warning_state_alone(qtbot):
+    import warnings
+
+    from cellpol_app.jobs import JobRunner
+
+    runner = JobRunner()
+    inside, gate = threading.Event(), threading.Event()
+
+    def warning_job(*, cancel):
+        inside.set()
+        gate.wait(10)
+        warnings.warn("from the job", UserWarning, stacklevel=1)
+        yield ProgressEvent("work", 0, 1)
+        return 1
+
+    before = (warnings.showwarning, list(warnings.filters))
+    with warnings.catch_warnings():  # the GUI thread's own block ends while the job runs
+        warnings.simplefilter("ignore")
+        assert runner.start("warn", warning_job)
+        assert inside.wait(10)
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        gate.set()
+    # The worker must not put back, process-wide, the state it found when it started.
+    assert (warnings.showwarning, warnings.filters) == before
+
+
+def test_job_end_inside_a_progress_handler(qtbot):
+    from PySide6.QtWidgets import QApplication
+
+    from cellpol_app.jobs import JobRunner
+
+    runner = JobRunner()
+    calls = []
+    runner.progress.connect(lambda e: calls.append(("signal", e.step)))
+    runner.finished.connect(lambda: calls.append(("finished",)))
+    done = threading.Event()
+
+    def progress(event):
+        calls.append(("progress", event.step))
+        if event.step == 0:
+            # A handler that processes events (a progress bar repainting itself, a dialog):
+            # the rest of the job, and its end, are delivered inside it.
+            done.wait(10)
+            time.sleep(0.2)
+            QApplication.processEvents()
+
+    def job(*, cancel):
+        yield ProgressEvent("work", 0, 2)
+        yield ProgressEvent("work", 1, 2)
+        done.set()
+        return 5
+
+    with qtbot.waitSignal(runner.finished, timeout=30000):
+        assert runner.start("nested", job, on_progress=progress,
+                            on_result=lambda r: calls.append(("result", r)))
+    qtbot.wait(50)
+    # Nothing of the job is reported after its end, and it ends once.
+    assert calls[-1] == ("finished",) and calls.count(("finished",)) == 1
+    assert ("result", 5) in calls and not runner.running
+
+
+def test_napari_widget_run_ends_inside_a_progress_bar_update(qtbot, monkeypatch, tmp_path):
+    # napari's progress bars process events when they change: the run's result and end
+    # can be delivered inside the widget's progress handler, which then must not show
+    # its older message over the result.
+    pytest.importorskip("napari")
+    from napari._qt.widgets.qt_progress_bar import QtLabeledProgressBar
+    from test_napari_predict import CROP, _add_demo, _widget
+
+    from cellpol_core.io.image import read_image
+    from cellpol_core.io.resources import demo_image_path
+
+    image = read_image(demo_image_path())
+    crop = (np.ascontiguousarray(image.data[CROP]), tuple(image.voxel_size))
+    import napari
+
+    viewer = napari.Viewer(show=False)
+    try:
+        _add_demo(viewer, crop)
+        widget = _widget(viewer)
+        widget.device_combo.setCurrentText("cpu")
+        set_value = QtLabeledProgressBar.setValue
+
+        def slow_set_value(bar, value):
+            worker = widget.worker  # wait until the run has ended in its thread
+            deadline = time.time() + 60
+            while worker is not None and worker.is_running and time.time() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.2)
+            set_value(bar, value)
+
+        monkeypatch.setattr(QtLabeledProgressBar, "setValue", slow_set_value)
+        with qtbot.waitSignal(widget.run_finished, timeout=120000):
+            widget.run()
+        assert "vectors found" in widget.status.text(), widget.status.text()
+    finally:
+        viewer.close()
+
+
 def test_window_jobs_keep_their_own_results(window, qtbot, errors):
     from cellpol_app.host import WindowServices
 

@@ -347,7 +347,13 @@ class PredictWidget(QWidget):
             self.status.setText("Cancelling…")
 
     def _on_event(self, event: ProgressEvent):
+        if self.worker is None:  # a late event: the run has ended
+            return
         text = event.message or event.stage
+        if text:
+            self.status.setText(text)
+        # napari's progress bars process events when they change, so the run's result and
+        # end may be handled inside the calls below: nothing is shown after them.
         if event.total:
             self.progress_bar.setRange(0, int(event.total))
             self.progress_bar.setValue(int(event.step))
@@ -358,8 +364,6 @@ class PredictWidget(QWidget):
                 self._pbar.update(int(event.step) - int(self._pbar.n))
         if self._pbar is not None and text:
             self._pbar.set_description(f"CellPol: {text}")
-        if text:
-            self.status.setText(text)
 
     def _on_returned(self, outcome):
         status, payload = outcome
