@@ -15,7 +15,8 @@ Each is evaluated on held-out crowded phantoms (denser than the training
 family, with more nuclei placed beyond a neighbour's Golgi), vector F1 at
 levels 0, 5 and 10, beside the demo model as shipped.
 
-Usage: python benchmarks/bench_offset_ablation.py [--minutes 15] [--work DIR]
+Usage: python benchmarks/bench_offset_ablation.py [--minutes 15] [--lr 5e-4]
+       [--freeze none|encoder|backbone] [--work DIR]
        [--model DIR]  (reuse a trained offset model)
 """
 
@@ -71,6 +72,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--freeze", default="none", help="none, encoder or backbone (backbone: "
+                    "only the new offset head learns; the demo's other outputs stay)")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench_offset_ablation")
     ap.add_argument("--model", type=Path, help="an already trained offset model")
     args = ap.parse_args(argv)
@@ -82,6 +85,7 @@ def main(argv=None) -> int:
     model_dir = args.model or args.work / "offset_model"
     if args.model is None:
         config = TrainConfig(offset_head=True, minutes=args.minutes, lr=args.lr,
+                             freeze=args.freeze,
                              patch_size=recipe.PATCH, batch_size=2, steps_per_epoch=12,
                              device="cpu", seed=0, val_fraction=0.0)
         t0 = time.perf_counter()

@@ -124,3 +124,15 @@ def test_fine_tuned_model_keeps_its_init_thresholds(tmp_path):
     write_thresholds(base, tuned)
     out = _train(tmp_path / "ft", init=base, minutes=0.01)
     assert load_model(out).thresholds == tuned
+
+
+@pytest.mark.slow
+def test_offset_head_added_to_a_frozen_model(tmp_path):
+    base = _train(tmp_path / "base")
+    out = _train(tmp_path / "ft", init=base, offset_head=True, freeze="backbone", lr=1e-2)
+    assert read_config(out).network["offset"] is True
+    a = torch.load(base / "weights_last.pt", weights_only=True)
+    b = torch.load(out / "weights_last.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the base model's outputs stay
+    head = [k for k in b if k.startswith("offset_head.")]
+    assert head and set(b) == set(a) | set(head)

@@ -39,7 +39,7 @@ def register(sub):
     p.add_argument("--patch", nargs="+", type=int, metavar="N",
                    help="patch size X Y Z (2D: X Y); default 128 128 64, shrunk to the images")
     p.add_argument("--batch-size", type=int, default=2)
-    from ..detection.config import FINETUNE_DEFAULTS, TrainConfig
+    from ..detection.config import FINETUNE_DEFAULTS, FREEZE_CHOICES, TrainConfig
 
     p.add_argument("--lr", type=float,
                    help=f"Adam learning rate (default {TrainConfig.lr:g}; "
@@ -47,7 +47,7 @@ def register(sub):
     p.add_argument("--minutes", type=float, metavar="N",
                    help="train for N minutes of wall time instead of --epochs, with the "
                         "learning rate schedule fitted to that time")
-    p.add_argument("--freeze", choices=("none", "encoder"),
+    p.add_argument("--freeze", choices=FREEZE_CHOICES,
                    help=f"network part kept fixed (default {TrainConfig.freeze}; "
                         f"{FINETUNE_DEFAULTS['freeze']} when fine-tuning)")
     p.add_argument("--offset-head", action="store_true",

@@ -29,9 +29,10 @@ from ..errors import InputError
 __all__ = ["TrainConfig", "FINETUNE_DEFAULTS", "FREEZE_CHOICES"]
 
 WEIGHTINGS = ("balanced", "reference")
-#: Parts of the network a run may keep fixed: none, or the encoder (the first
-#: convolutions and every down level).
-FREEZE_CHOICES = ("none", "encoder")
+#: Parts of the network a run may keep fixed: none; the encoder (the first
+#: convolutions and every down level); or the backbone (all but the offset
+#: head, to add that head to a trained model without changing its other outputs).
+FREEZE_CHOICES = ("none", "encoder", "backbone")
 #: Fine-tuning defaults (``--init`` without these options), chosen by
 #: benchmarks/bench_finetune.py (see the README, "Fine-tuning in minutes").
 FINETUNE_DEFAULTS = {"lr": 3e-4, "freeze": "none", "pair_bias": 0.8, "minutes": 5.0}
@@ -96,8 +97,8 @@ class TrainConfig:
         decay fitted to the budget (see
         :func:`cellpol_core.detection.loop.budget_lr_factor`). None trains
         ``epochs`` epochs with reduce-on-plateau.
-    freeze : {"none", "encoder"}
-        Network parts kept fixed (their BatchNorm statistics too).
+    freeze : {"none", "encoder", "backbone"}
+        Network parts kept fixed (their BatchNorm statistics and dropout too).
     offset_head : bool
         Give a new network the offset head (the displacement from each start
         voxel to its end structure, see

@@ -628,6 +628,8 @@ def _freeze(net, freeze) -> list:
     if freeze == "none":
         return []
     modules = [net.inc, *net.down]
+    if freeze == "backbone":
+        modules += [*net.up, net.head_start, net.head_end]
     for module in modules:
         module.requires_grad_(False)
     return modules
