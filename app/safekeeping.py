@@ -190,10 +190,11 @@ class SaveWatcher(QObject):
         if error is not None:  # the first failure of a run of them: say it once
             self.delay_ms = RETRY_FIRST_MS
             self._show_failing()
-            self.window.show_error(
+            # After the edit has ended (a modal dialog inside it would run a nested loop).
+            QTimer.singleShot(0, self, lambda: self.window.show_error(
                 f"The annotations could not be saved: {error}\n\nYour edits are kept in "
                 f"memory, and saving is retried (every edit tries again). Free some space "
-                f"or fix the folder; the status bar says when they are saved.")
+                f"or fix the folder; the status bar says when they are saved."))
         else:
             self.timer.stop()
             self.label.setVisible(False)

@@ -212,11 +212,13 @@ def test_full_disk_keeps_edits_tells_once_and_retries(qtbot, tmp_path, full_disk
     saved = w.annotations.autosave_path
     _annotate(w, 1)  # the edit is kept in memory
     assert len(w.annotations) == 1 and not saved.exists()
-    assert len(errors) == 1 and "could not be saved" in errors[0][2]
+    qtbot.waitUntil(lambda: len(errors) == 1)  # told once the edit has ended
+    assert "could not be saved" in errors[0][2]
     assert "disk is full" in errors[0][2] and str(saved.name) in errors[0][2]
     assert watcher.label.isVisibleTo(w) and "1 pairs NOT saved" in watcher.label.text()
     assert " · NOT saved" in w.pairs_title.text() and watcher.timer.isActive()
     _annotate(w, 1, first=1)  # every edit tries again; the dialog is not repeated
+    qtbot.wait(50)
     assert len(errors) == 1 and full_disk.tries == 2
     assert "2 pairs NOT saved" in watcher.label.text()
     # The timer retries with a growing wait.
@@ -240,7 +242,8 @@ def test_full_disk_keeps_edits_tells_once_and_retries(qtbot, tmp_path, full_disk
 def test_full_disk_next_edit_saves_when_space_is_back(qtbot, tmp_path, full_disk, errors):
     w = open_window(qtbot, tmp_path)
     _annotate(w, 1)
-    assert len(errors) == 1 and w.save_watcher.label.isVisibleTo(w)
+    qtbot.waitUntil(lambda: len(errors) == 1)
+    assert w.save_watcher.label.isVisibleTo(w)
     full_disk.free()
     _annotate(w, 1, first=1)  # the next edit writes everything
     assert len(read_vectors(w.annotations.autosave_path)) == 2
@@ -249,7 +252,8 @@ def test_full_disk_next_edit_saves_when_space_is_back(qtbot, tmp_path, full_disk
     # A new failure later is told again (once).
     full_disk.full = True
     _annotate(w, 1, first=2)
-    assert len(errors) == 2 and w.save_watcher.label.isVisibleTo(w)
+    qtbot.waitUntil(lambda: len(errors) == 2)
+    assert w.save_watcher.label.isVisibleTo(w)
 
 
 def test_model_keeps_failed_edit_and_reports_state(tmp_path, full_disk, qapp):
