@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     held_out = [n for n in FAMILIES if not n.startswith("random-")]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", nargs="+", default=held_out, choices=list(FAMILIES))
-    ap.add_argument("--images", type=int, default=2, help="phantoms per family (default 2)")
+    ap.add_argument("--images", type=int, default=3, help="phantoms per family (default 3)")
     ap.add_argument("--seed", type=int, default=SEED_BASE, help=f"first seed (default {SEED_BASE})")
     ap.add_argument("--model", nargs="*", default=[], metavar="NAME=DIR",
                     help="more model folders to compare (e.g. ctrdet=path/to/ctrdet-model)")
@@ -147,18 +147,19 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 res = evaluate(predict, images, csvs, preset)
                 f1 = [res.f1(lv) for lv in LEVELS]
-                rows.append((fam, label, f1, time.perf_counter() - t0))
+                counts = (res.levels[5].g, res.levels[5].p)  # after border exclusion
+                rows.append((fam, label, f1, counts, time.perf_counter() - t0))
                 print(f"  {fam:18s} {label:22s} " + " ".join(
                     "  -  " if v is None else f"{v:.3f}" for v in f1), flush=True)
         if args.finetune_minutes:
             finetune_curve(args.finetune_minutes, None, None)
 
     print()
-    print("| family | method | F1@0 | F1@5 | F1@10 | s |")
-    print("|---|---|---|---|---|---|")
-    for fam, label, f1, secs in rows:
+    print("| family | method | F1@0 | F1@5 | F1@10 | GT | predicted | s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for fam, label, f1, (g, p), secs in rows:
         cells = " | ".join("–" if v is None else f"{v:.3f}" for v in f1)
-        print(f"| {fam} | {label} | {cells} | {secs:.0f} |")
+        print(f"| {fam} | {label} | {cells} | {g} | {p} | {secs:.0f} |")
     return 0
 
 

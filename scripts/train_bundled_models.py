@@ -45,7 +45,7 @@ RECIPES = {
         "ranges": {"pixels_xy": (64, 640)},  # keep the whole field at 0.1 µm pixels
         "train_seeds": (0, 48),
         "val_seeds": (100, 104),
-        "tune_seeds": (200, 208),
+        "tune_seeds": (200, 232),
         "test_families": ("cultured-2d", "cultured-2d-dense"),
         "test_seeds": (10000, 10004),
         "preset": "nucleus-golgi",
@@ -61,7 +61,7 @@ RECIPES = {
         "ranges": {},
         "train_seeds": (0, 32),
         "val_seeds": (100, 104),
-        "tune_seeds": (200, 206),
+        "tune_seeds": (200, 216),
         "test_families": ("cytology-2d",),
         "test_seeds": (10000, 10004),
         "preset": "cytoplasm-nucleus",
@@ -205,8 +205,8 @@ def finish(name, work: Path, *, install: bool, force: bool):
     """Tune, evaluate against Otsu on held-out families, and install when it wins."""
     from cellpol_core.cli.common import ProgressBar
     from cellpol_core.detection.infer import predict_image
-    from cellpol_core.detection.model import (CHECKPOINT_FILE, load_model, read_config,
-                                              write_config)
+    from cellpol_core.detection.model import (CHECKPOINT_FILE, file_sha256, load_model,
+                                              read_config, record_checksum, write_config)
     from cellpol_core.detection.tune import format_report, tune
     from cellpol_core.jobs import run_job
     from cellpol_core.synthetic.phantom import family
@@ -255,7 +255,9 @@ def finish(name, work: Path, *, install: bool, force: bool):
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns(
-        CHECKPOINT_FILE, "weights_last.pt", "checksums.json"))
+        CHECKPOINT_FILE, "weights_last.pt", "checksums.json", "*.lock"))
+    weights = dest / "weights_best.pt"
+    record_checksum(weights, file_sha256(weights))
     size = sum(f.stat().st_size for f in dest.iterdir()) / 1e6
     print(f"installed {dest} ({size:.1f} MB)")
     return wins
