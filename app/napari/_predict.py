@@ -37,7 +37,8 @@ def bundled_model_names() -> list:
     root = bundled_models_dir()
     if not root.is_dir():
         return []
-    return sorted(d.name for d in root.iterdir() if (d / CONFIG_FILE).is_file())
+    names = [d.name for d in root.iterdir() if (d / CONFIG_FILE).is_file()]
+    return sorted(names, key=lambda n: (n != "demo", n))  # the default 3D model first
 
 
 def _spin(lo, hi, value, *, step=0.1, decimals=3, suffix=""):
