@@ -10,7 +10,7 @@ from cellpol_core.detection.config import FINETUNE_DEFAULTS, TrainConfig
 from cellpol_core.detection.infer import predict_image
 from cellpol_core.detection.loop import read_training_log
 from cellpol_core.detection.model import load_model, read_config
-from cellpol_core.detection.train import LOG_COLUMNS, train
+from cellpol_core.detection.train import LOG_COLUMNS, UNTUNED_OFFSET_WEIGHT, train
 from cellpol_core.detection.tune import NO_GATE, tune
 from cellpol_core.errors import InputError
 from cellpol_core.io.image import CellImage
@@ -42,6 +42,8 @@ def test_offset_model_trains_predicts_and_tunes(tmp_path):
     log = read_training_log(out / "training_log.csv", LOG_COLUMNS)
     assert log[0]["offset"] > 0  # the offset loss was trained
     model = load_model(out)
+    # Untuned offset models pair with all three terms.
+    assert model.thresholds.offset_weight == UNTUNED_OFFSET_WEIGHT > 0
     img, vec = _tiny_image(1)
     table = run_job(predict_image(img, model))
     assert table.ndim == 3

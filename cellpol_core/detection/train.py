@@ -51,6 +51,9 @@ from ..io.vectors import VectorTable
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "hm_start", "hm_end", "pull", "push",
                "offset", "lr", "seconds", "device"]
+#: Offset weight μ of untuned offset models: what tune chose in
+#: benchmarks/bench_offset_ablation.py, where all three pairing terms won.
+UNTUNED_OFFSET_WEIGHT = 0.5
 #: The files a training run writes (their stale temporaries are removed on start).
 RUN_FILES = (CONFIG_FILE, CHECKSUMS_FILE, WEIGHTS_BEST, WEIGHTS_LAST, CHECKPOINT_FILE,
              TRAINING_LOG)
@@ -432,7 +435,9 @@ def train(images: Sequence, vectors: Sequence, *, outdir, config: Optional[Train
             write_thresholds(work, Thresholds(d_min_um=_default_dmin(model_config),
                                               d_max_um=pair.d_max, delta=config.delta,
                                               embed_weight=0.0 if model_config.embedding
-                                              else None))
+                                              else None,
+                                              offset_weight=UNTUNED_OFFSET_WEIGHT
+                                              if model_config.network.get("offset") else 0.0))
         steps = config.steps_per_epoch or default_steps_per_epoch(
             [it.spatial_shape for it in items], patch_size, config.batch_size)
         yield from epoch_loop(trainer, epochs=config.epochs, steps_per_epoch=steps, rng=rng,
