@@ -105,6 +105,15 @@ def test_failures_reported_others_go_on(tmp_path, phantoms, client, capsys):
     assert events[0].message == "2 image(s) to predict"
 
 
+def test_plane_voxel_size_on_3d_images_fails_as_in_a_serial_run(tmp_path, phantoms, client):
+    from cellpol_core.io.image import PlaneVoxelSize
+
+    res = run_job(predict_files(phantoms[:1], outdir=tmp_path / "out", method="otsu", client=client,
+                                voxel_size=PlaneVoxelSize((1.0, 0.5, 0.5))))
+    assert len(res) == 0 and len(res.failed) == 1
+    assert "X Y Z" in res.failed[0][1]
+
+
 def _die_on(item):
     """Kills its worker process while a marker file exists for the item."""
     name, marker = item

@@ -34,6 +34,7 @@ from typing import Optional, Sequence
 from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, OTSU_MIN_SIZE_UM
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
+from ..io.image import PlaneVoxelSize
 from ..io.paths import image_stem, vectors_path_for
 from ..io.vectors import DEFAULT_STRUCTURES, write_vectors
 from .blockwise import (DEFAULT_BLOCK, EMPTY_BELOW, ImageSpec, cached_model, peak_rss_bytes,
@@ -451,6 +452,8 @@ def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, c
     if method == "model" and model is None:
         raise InputError("--method model needs --model MODEL_DIR|NAME")
     vs = None if voxel_size is None else tuple(float(v) for v in voxel_size)
+    if isinstance(voxel_size, PlaneVoxelSize):
+        vs = PlaneVoxelSize(vs)  # "X Y" given: a 3D image refuses it, as in a serial run
     outdir = Path(outdir)
     model_ref = model
     if method == "model":
