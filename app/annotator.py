@@ -619,27 +619,6 @@ class AnnotatorWindow(ViewerWindow):
         if self.settings is not None:
             self.settings.setValue("lastDir", str(path))
 
-    def open_demo(self) -> bool:
-        """Open the bundled demo image and its ground-truth vectors.
-
-        Nothing changes when the channel dialog is cancelled.
-        """
-        from cellpol_core.io.resources import demo_image_path, demo_vectors_path
-
-        try:
-            image_path = demo_image_path()
-        except InputError as exc:
-            self.show_error(str(exc))
-            return False
-        if not self.load_image(image_path, background=False) or self.image_path is None \
-                or Path(self.image_path).resolve() != Path(image_path).resolve():
-            return False  # unreadable, or the channel dialog was cancelled
-        try:
-            vectors_path = demo_vectors_path()
-        except InputError:
-            return True  # the image alone is still worth showing
-        return self.load_vectors(vectors_path)
-
     def update_title(self):
         """``image — project``; the system adds the application's name once."""
         parts = []

@@ -187,12 +187,7 @@ class TrainDialog(QDialog):
         self.val_images_radio.setToolTip("Check the model on whole images kept out of training")
         self.val_list = QListWidget()
         self.val_list.setMaximumHeight(90)
-        for path in self.images:
-            item = QListWidgetItem(path.name)
-            item.setData(Qt.ItemDataRole.UserRole, str(path))
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Unchecked)
-            self.val_list.addItem(item)
+        self._fill_val_list()
         # Validating on images needs one left for training.
         self.val_images_radio.setEnabled(len(self.images) >= 2)
         self.val_fraction_radio.setChecked(True)
@@ -255,10 +250,8 @@ class TrainDialog(QDialog):
         self.use_shown_button.setVisible(offer)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(counts))
 
-    def _accept_shown(self):
-        images = self._use_shown[2]()
-        self._use_shown = None
-        self.images = [Path(p) for p in images]
+    def _fill_val_list(self):
+        """One unchecked item per training image, to pick validation images from."""
         self.val_list.clear()
         for path in self.images:
             item = QListWidgetItem(path.name)
@@ -266,6 +259,12 @@ class TrainDialog(QDialog):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Unchecked)
             self.val_list.addItem(item)
+
+    def _accept_shown(self):
+        images = self._use_shown[2]()
+        self._use_shown = None
+        self.images = [Path(p) for p in images]
+        self._fill_val_list()
         self.val_images_radio.setEnabled(len(self.images) >= 2)
         self._update_data()
 

@@ -444,7 +444,10 @@ class ViewerWindow(QMainWindow):
         self.vectors_box.setToolTip(str(self.vectors_path) if self.vectors_path else "")
 
     def open_demo(self) -> bool:
-        """Open the bundled demo image and its ground-truth vectors."""
+        """Open the bundled demo image and its ground-truth vectors.
+
+        Nothing changes when the image cannot be read or its channel dialog is cancelled.
+        """
         from cellpol_core.io.resources import demo_image_path, demo_vectors_path
 
         try:
@@ -452,7 +455,8 @@ class ViewerWindow(QMainWindow):
         except InputError as exc:
             self.show_error(str(exc))
             return False
-        if not self.load_image(image_path, background=False):
+        if not self.load_image(image_path, background=False) or self.image_path is None \
+                or Path(self.image_path).resolve() != Path(image_path).resolve():
             return False
         try:
             vectors_path = demo_vectors_path()
