@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
 
 #: The unseen family: phantom options (voxel size is (z, y, x) µm).
 FAMILY = dict(shape=(16, 160, 160), voxel_size=(1.0, 0.5, 0.5), density=1.8,
@@ -39,25 +40,6 @@ TEST_SEEDS = range(3001, 3010)
 #: Options compared by --sweep (lr, freeze, pair_bias).
 SWEEP = ((1e-3, "none", 1.0), (3e-4, "none", 1.0), (3e-4, "encoder", 1.0),
          (3e-4, "none", 0.8), (3e-4, "encoder", 0.8), (1e-4, "none", 0.8))
-
-
-def write_family(folder: Path, seeds):
-    from cellpol_core.io.image import write_ome_tiff
-    from cellpol_core.io.vectors import write_vectors
-    from cellpol_core.synthetic.phantom import generate_phantom
-
-    folder.mkdir(parents=True, exist_ok=True)
-    images, vectors = [], []
-    for seed in seeds:
-        img, csv = folder / f"family_{seed}.ome.tif", folder / f"family_{seed}_vectors.csv"
-        if not img.exists():
-            ph = generate_phantom(seed=seed, **FAMILY)
-            write_ome_tiff(img, ph.image, voxel_size=ph.voxel_size,
-                           channel_names=ph.channel_names)
-            write_vectors(csv, ph.vectors, voxel_size=ph.voxel_size)
-        images.append(img)
-        vectors.append(csv)
-    return images, vectors
 
 
 def f1_of(predict, images, vectors, level=5):
@@ -95,6 +77,13 @@ def finetune(out: Path, train_img, train_vec, *, minutes, lr, freeze, pair_bias,
     t_tune = time.perf_counter() - t0
     epochs = len(read_training_log(out / "training_log.csv", LOG_COLUMNS))
     return out, len(steps), epochs, t_train, t_tune
+
+
+def write_family(folder: Path, seeds):
+    """The unseen family's phantoms, written once per seed (the demo recipe's writer)."""
+    import train_demo_model as recipe
+
+    return recipe.write_set(folder, seeds, prefix="family", **FAMILY)
 
 
 def main(argv=None) -> int:

@@ -42,25 +42,6 @@ VARIANTS = (("embeddings only", ("embedding",)), ("offsets only", ("offset",)),
             ("both", ("embedding", "offset")))
 
 
-def write_crowded(folder: Path, seeds):
-    from cellpol_core.io.image import write_ome_tiff
-    from cellpol_core.io.vectors import write_vectors
-    from cellpol_core.synthetic.phantom import PAPER_VOXEL_SIZE, generate_phantom
-
-    folder.mkdir(parents=True, exist_ok=True)
-    images, vectors = [], []
-    for seed in seeds:
-        img, csv = folder / f"crowded_{seed}.ome.tif", folder / f"crowded_{seed}_vectors.csv"
-        if not img.exists():
-            ph = generate_phantom(voxel_size=PAPER_VOXEL_SIZE, seed=seed, **TEST)
-            write_ome_tiff(img, ph.image, voxel_size=ph.voxel_size,
-                           channel_names=ph.channel_names)
-            write_vectors(csv, ph.vectors, voxel_size=ph.voxel_size)
-        images.append(img)
-        vectors.append(csv)
-    return images, vectors
-
-
 def main(argv=None) -> int:
     import train_demo_model as recipe
 
@@ -85,7 +66,7 @@ def main(argv=None) -> int:
     print(f"CPU: {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f}")
     tr_img, tr_vec = recipe.write_set(args.work / "train", recipe.TRAIN_SEEDS)
     tu_img, tu_vec = recipe.write_set(args.work / "val", recipe.TUNE_SEEDS)
-    te_img, te_vec = write_crowded(args.work / "test", TEST_SEEDS)
+    te_img, te_vec = recipe.write_set(args.work / "test", TEST_SEEDS, prefix="crowded", **TEST)
     model_dir = args.model or args.work / "offset_model"
     if args.model is None:
         config = TrainConfig(offset_head=True, minutes=args.minutes, lr=args.lr,

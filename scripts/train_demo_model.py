@@ -31,8 +31,12 @@ TUNE_SEEDS = range(1100, 1104)      # threshold tuning: more images, steadier ch
 TEST_SEEDS = range(1200, 1203)
 
 
-def write_set(folder: Path, seeds, *, shape=None, voxel_size=None):
-    """Default crowded phantoms (paper voxel size unless given), written once per seed."""
+def write_set(folder: Path, seeds, *, shape=None, voxel_size=None, prefix="phantom", **options):
+    """Crowded phantoms (paper voxel size unless given), written once per seed.
+
+    ``options`` go to :func:`generate_phantom` (a benchmark's own family);
+    ``prefix`` names the files ``<prefix>_<seed>.ome.tif`` and ``..._vectors.csv``.
+    """
     from cellpol_core.io.image import write_ome_tiff
     from cellpol_core.synthetic.phantom import PAPER_VOXEL_SIZE, generate_phantom
     from cellpol_core.io.vectors import write_vectors
@@ -40,10 +44,10 @@ def write_set(folder: Path, seeds, *, shape=None, voxel_size=None):
     folder.mkdir(parents=True, exist_ok=True)
     images, vectors = [], []
     for seed in seeds:
-        img, csv = folder / f"phantom_{seed}.ome.tif", folder / f"phantom_{seed}_vectors.csv"
+        img, csv = folder / f"{prefix}_{seed}.ome.tif", folder / f"{prefix}_{seed}_vectors.csv"
         if not img.exists():
             ph = generate_phantom(shape=shape, voxel_size=voxel_size or PAPER_VOXEL_SIZE,
-                                  seed=seed)
+                                  seed=seed, **options)
             write_ome_tiff(img, ph.image, voxel_size=ph.voxel_size, channel_names=ph.channel_names)
             write_vectors(csv, ph.vectors, voxel_size=ph.voxel_size)
         images.append(img)
