@@ -1,8 +1,8 @@
 """Fine-tuning in minutes: F1 on an unseen phantom family after 1, 2, 5, 10 minutes.
 
-The bundled ``demo`` model (trained on the default crowded family at the
-paper's voxel size) is fine-tuned with a wall-time budget
-(``TrainConfig(minutes=...)``, what ``cellpol train --init demo --minutes N``
+A bundled model (``--init``, default ``nucleus-golgi-3d``) is fine-tuned with a
+wall-time budget
+(``TrainConfig(minutes=...)``, what ``cellpol train --init MODEL --minutes N``
 runs) on ONE annotated phantom of a family it never saw, "another
 microscope": 0.5 × 0.5 × 1.0 µm voxels (x, y, z), 16 planes, wider PSF,
 denser cells with more nuclei beyond a neighbour's Golgi, more noise,
@@ -56,8 +56,9 @@ def f1_of(predict, images, vectors, level=5):
     return 0.0 if f1 is None else f1
 
 
-def finetune(out: Path, train_img, train_vec, *, minutes, lr, freeze, pair_bias, seed=0):
-    """Fine-tune demo for ``minutes``, tune on the training image; returns (model, steps, s)."""
+def finetune(out: Path, train_img, train_vec, *, minutes, lr, freeze, pair_bias, seed=0,
+             init="nucleus-golgi-3d"):
+    """Fine-tune ``init`` for ``minutes``, tune on the training image; returns (model, steps, s)."""
     from cellpol_core.detection.config import TrainConfig
     from cellpol_core.detection.loop import read_training_log
     from cellpol_core.detection.train import LOG_COLUMNS, train
@@ -68,7 +69,7 @@ def finetune(out: Path, train_img, train_vec, *, minutes, lr, freeze, pair_bias,
                          val_fraction=0.0, device="cpu", seed=seed)
     steps = []
     t0 = time.perf_counter()
-    run_job(train(train_img, train_vec, outdir=out, config=config, init="demo",
+    run_job(train(train_img, train_vec, outdir=out, config=config, init=init,
                   overwrite=True),
             lambda e: steps.append(e) if e.stage == "train" and "loss" in e.data else None)
     t_train = time.perf_counter() - t0
@@ -102,6 +103,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", type=int, metavar="K",
                     help="run only these entries of SWEEP (0-based)")
     ap.add_argument("--test-images", type=int, default=3)
+    ap.add_argument("--init", default="nucleus-golgi-3d",
+                    help="model to fine-tune (default the bundled 3D model)")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench_finetune")
     args = ap.parse_args(argv)
 
@@ -119,8 +122,8 @@ def main(argv=None) -> int:
         return f1_of(lambda im: run_job(predict_image(im, model)), test_img, test_vec)
 
     otsu = f1_of(lambda im: predict_otsu(im, voxel_size=im.voxel_size), test_img, test_vec)
-    demo = model_f1("demo")
-    print(f"Otsu F1@5 {otsu:.3f}; demo model as shipped F1@5 {demo:.3f}")
+    demo = model_f1(args.init)
+    print(f"Otsu F1@5 {otsu:.3f}; {args.init} as shipped F1@5 {demo:.3f}")
 
     if args.sweep:
         print(f"\nsweep at {args.sweep_minutes:g} min (lr, freeze, pair_bias):")
@@ -131,7 +134,7 @@ def main(argv=None) -> int:
                 continue
             out, n, _, _, _ = finetune(args.work / f"sweep_{lr:g}_{freeze}_{bias:g}",
                                        train_img, train_vec, minutes=args.sweep_minutes,
-                                       lr=lr, freeze=freeze, pair_bias=bias)
+                                       lr=lr, freeze=freeze, pair_bias=bias, init=args.init)
             print(f"| {lr:g} | {freeze} | {bias:g} | {n} | {model_f1(out):.3f} |", flush=True)
 
     d = FINETUNE_DEFAULTS
@@ -139,11 +142,11 @@ def main(argv=None) -> int:
           f"pair bias {d['pair_bias']:g}):")
     print("| minutes | steps | epochs | train s | tune s | F1@5 |")
     print("|---|---|---|---|---|---|")
-    print(f"| 0 (demo as shipped) | 0 | 0 | 0 | 0 | {demo:.3f} |")
+    print(f"| 0 ({args.init} as shipped) | 0 | 0 | 0 | 0 | {demo:.3f} |")
     for minutes in args.minutes:
         out, n, epochs, t_train, t_tune = finetune(
             args.work / f"curve_{minutes:g}", train_img, train_vec, minutes=minutes,
-            lr=d["lr"], freeze=d["freeze"], pair_bias=d["pair_bias"])
+            lr=d["lr"], freeze=d["freeze"], pair_bias=d["pair_bias"], init=args.init)
         print(f"| {minutes:g} | {n} | {epochs} | {t_train:.0f} | {t_tune:.0f} | "
               f"{model_f1(out):.3f} |", flush=True)
     print(f"Otsu on the same images: {otsu:.3f}; load average {os.getloadavg()[0]:.1f} at end")

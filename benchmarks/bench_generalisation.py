@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     held_out = [n for n in FAMILIES if not n.startswith("random-")]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", nargs="+", default=held_out, choices=list(FAMILIES))
-    ap.add_argument("--images", type=int, default=3, help="phantoms per family (default 3)")
+    ap.add_argument("--images", type=int, default=6, help="phantoms per family (default 6)")
     ap.add_argument("--seed", type=int, default=SEED_BASE, help=f"first seed (default {SEED_BASE})")
     ap.add_argument("--model", nargs="*", default=[], metavar="NAME=DIR",
                     help="more model folders to compare (e.g. ctrdet=path/to/ctrdet-model)")
