@@ -17,6 +17,10 @@ PEAK_D_MIN_UM = (4.0, 2.0)
 #: Embedding margin Delta: the push loss's margin and the largest embedding
 #: difference of a decoded pair.
 EMBED_MARGIN = 2.0
+#: Test-time flips: the network's maps are averaged over this many mirrored
+#: copies of each tile (1 = none; 8 mirrors z too, 3D only). Files without
+#: the key decode with 1, as they were tuned.
+FLIP_CHOICES = (1, 2, 4, 8)
 
 #: Border exclusion of the evaluation, µm (docs/method.md §6).
 BORDER_UM = 7.0
@@ -35,4 +39,5 @@ PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_PRECISION = "auto"
 
 __all__ = ["PAIR_DISTANCE_UM", "PAIR_DISTANCE_2D_PX", "PEAK_TAU", "PEAK_D_MIN_UM", "EMBED_MARGIN",
+           "FLIP_CHOICES",
            "BORDER_UM", "EVAL_LEVEL", "OTSU_MIN_SIZE_UM", "DEVICES", "DEFAULT_DEVICE"]

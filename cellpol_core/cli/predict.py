@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..defaults import DEFAULT_DEVICE, DEFAULT_PRECISION, DEVICES, OTSU_MIN_SIZE_UM, PAIR_DISTANCE_UM
+from ..defaults import (DEFAULT_DEVICE, DEFAULT_PRECISION, DEVICES, FLIP_CHOICES, OTSU_MIN_SIZE_UM,
+                        PAIR_DISTANCE_UM)
 from ..errors import InputError
 from ..jobs import run_job
 from ..detection.predict import predict_files
@@ -34,6 +35,7 @@ def register(sub):
     p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE,
                    help="where a model runs (auto: CUDA when present)")
     add_precision_flag(p)
+    add_flips_flag(p)
     p.add_argument("--batch-size", type=int, default=1, help="tiles per network call")
     p.add_argument("--skip-existing", action="store_true",
                    help="skip images whose output CSV exists (resume a batch run)")
@@ -71,6 +73,14 @@ def add_precision_flag(p):
                         "BF16, else fp32)")
 
 
+def add_flips_flag(p):
+    """``--flips``, shared by predict and tune."""
+    p.add_argument("--flips", type=int, choices=FLIP_CHOICES, metavar="{1,2,4,8}",
+                   help="test-time flips: average the model's maps over this many mirrored "
+                        "copies (1 = none, fastest; 8 mirrors z too, 3D only); default the "
+                        "model's (bundled models: 4 in 2D, 8 in 3D)")
+
+
 def run(args) -> int:
     from ..detection.precision import check_precision
 
@@ -98,7 +108,8 @@ def run(args) -> int:
         job = predict_files(
             paths, outdir=args.output, method=method, model=args.model if method == "model" else None,
             channels=args.channels, structures=args.structures, voxel_size=voxel_size_from_args(args),
-            axes=args.axes, d_max_um=args.d_max, min_size_um=tuple(args.min_size), device=args.device,
+            axes=args.axes, d_max_um=args.d_max, flips=args.flips if method == "model" else None,
+            min_size_um=tuple(args.min_size), device=args.device,
             precision=args.precision, batch_size=args.batch_size, skip_existing=args.skip_existing,
             force=args.force, **cluster_kwargs)
         with ProgressBar() as bar:

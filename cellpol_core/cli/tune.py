@@ -6,7 +6,7 @@ from ..defaults import BORDER_UM, DEFAULT_DEVICE, DEVICES, EVAL_LEVEL
 from ..jobs import run_job
 from ..io.paths import expand_inputs
 from .common import ProgressBar, add_image_flags, voxel_size_from_args
-from .predict import add_precision_flag
+from .predict import add_flips_flag, add_precision_flag
 from .train import add_pairs_flags, match_vectors
 
 
@@ -24,6 +24,7 @@ def register(sub):
                    help=f"evaluation border exclusion in µm (default {BORDER_UM:g})")
     p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE)
     add_precision_flag(p)
+    add_flips_flag(p)
     add_image_flags(p)
     p.set_defaults(func=run)
 
@@ -39,6 +40,7 @@ def run(args) -> int:
         _, report = run_job(tune(args.model, images, vectors, channels=args.channels,
                                  axes=args.axes, voxel_size=voxel_size_from_args(args),
                                  level=args.level, border_um=args.border_um,
-                                 device=args.device, precision=args.precision), bar)
+                                 device=args.device, precision=args.precision,
+                                 flips=args.flips), bar)
     print(format_report(report))
     return 0

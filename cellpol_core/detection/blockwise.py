@@ -372,7 +372,8 @@ def run_block(task: BlockTask, *, image=None, model=None,
     timings = Timings()
     tables = []
     for item in _run_tiles(plan, model, batch_size=task.batch_size, device=None,
-                           timings=timings, cancel=cancel, precision=task.precision):
+                           timings=timings, cancel=cancel, precision=task.precision,
+                           flips=task.thresholds.flips):
         if item[0] != "tile":
             continue
         _, k, maps = item

@@ -368,6 +368,8 @@ def predict_file_task(spec: ImageSpec, opts: dict) -> dict:
             thr = model.thresholds
             if opts["d_max_um"] is not None:
                 thr = replace(thr, d_max_um=float(opts["d_max_um"]))
+            if opts.get("flips") is not None:
+                thr = replace(thr, flips=int(opts["flips"]))
             structures = tuple(opts["structures"] or model.config.structures)
             ch = resolve_channels(image, channels=opts["channels"], structures=structures)
             table = run_job(predict_image(image, model, channels=ch, tile=opts["tile"],
@@ -416,7 +418,7 @@ def _blockwise_paths(paths, *, block, axes, voxel_size) -> set:
 
 
 def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, channels=None,
-                        structures=None, voxel_size=None, axes=None, d_max_um=None,
+                        structures=None, voxel_size=None, axes=None, d_max_um=None, flips=None,
                         min_size_um=OTSU_MIN_SIZE_UM, device=DEFAULT_DEVICE, batch_size=1, tile=None,
                         skip_existing=False, client=None, block=None, test_block=False,
                         precision=DEFAULT_PRECISION, force=False, empty_below=EMPTY_BELOW,
@@ -465,7 +467,8 @@ def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, c
     if test_block:
         return (yield from _rehearse(paths[0], method=method, model_ref=model_ref, block=block,
                                      channels=channels, axes=axes, voxel_size=vs,
-                                     d_max_um=d_max_um, device=device, batch_size=batch_size,
+                                     d_max_um=d_max_um, flips=flips, device=device,
+                                     batch_size=batch_size,
                                      tile=tile, client=client, outdir=outdir,
                                      precision=precision, force=force))
     outdir.mkdir(parents=True, exist_ok=True)
@@ -487,7 +490,8 @@ def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, c
     done = len(written)
     yield ProgressEvent("predict", done, n, message=f"{len(todo)} image(s) to predict")
     opts = {"method": method, "model": model_ref, "device": device, "channels": channels,
-            "structures": structures, "d_max_um": d_max_um, "min_size_um": tuple(min_size_um),
+            "structures": structures, "d_max_um": d_max_um, "flips": flips,
+            "min_size_um": tuple(min_size_um),
             "tile": tile, "batch_size": batch_size, "precision": precision, "force": force}
     if method == "otsu" and opts["d_max_um"] is None:
         from ..defaults import PAIR_DISTANCE_UM
@@ -519,7 +523,8 @@ def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, c
         try:
             table, image = yield from _predict_volume_file(
                 path, model_ref=model_ref, block=block, channels=channels, axes=axes,
-                voxel_size=vs, d_max_um=d_max_um, device=device, batch_size=batch_size,
+                voxel_size=vs, d_max_um=d_max_um, flips=flips, device=device,
+                batch_size=batch_size,
                 tile=tile, client=client, empty_below=empty_below, precision=precision,
                 force=force, cancel=cancel)
         except InputError as exc:
@@ -535,8 +540,8 @@ def predict_distributed(paths: Sequence, *, outdir, method="otsu", model=None, c
     return BatchResult(written, failed=failed, outdir=outdir)
 
 
-def _volume_setup(path, *, model_ref, block, channels, axes, voxel_size, d_max_um, device,
-                  client):
+def _volume_setup(path, *, model_ref, block, channels, axes, voxel_size, d_max_um, flips,
+                  device, client):
     from dataclasses import replace
 
     from ..io.image import read_image
@@ -550,6 +555,8 @@ def _volume_setup(path, *, model_ref, block, channels, axes, voxel_size, d_max_u
     thr = loaded.thresholds
     if d_max_um is not None:
         thr = replace(thr, d_max_um=float(d_max_um))
+    if flips is not None:
+        thr = replace(thr, flips=int(flips))
     runner = None
     if client is not None:
         def runner(tasks):
@@ -558,11 +565,11 @@ def _volume_setup(path, *, model_ref, block, channels, axes, voxel_size, d_max_u
     return image, loaded, thr, runner, spec, block
 
 
-def _predict_volume_file(path, *, model_ref, block, channels, axes, voxel_size, d_max_um, device,
-                         batch_size, tile, client, empty_below, precision, force, cancel):
+def _predict_volume_file(path, *, model_ref, block, channels, axes, voxel_size, d_max_um, flips,
+                         device, batch_size, tile, client, empty_below, precision, force, cancel):
     image, loaded, thr, runner, spec, block = _volume_setup(
         path, model_ref=model_ref, block=block, channels=channels, axes=axes,
-        voxel_size=voxel_size, d_max_um=d_max_um, device=device, client=client)
+        voxel_size=voxel_size, d_max_um=d_max_um, flips=flips, device=device, client=client)
     table = yield from predict_volume(image, loaded, block=block, channels=channels, tile=tile,
                                       batch_size=batch_size, thresholds=thr, device=device,
                                       image_spec=spec, model_ref=model_ref, runner=runner,
@@ -571,13 +578,13 @@ def _predict_volume_file(path, *, model_ref, block, channels, axes, voxel_size, 
     return table, image
 
 
-def _rehearse(path, *, method, model_ref, block, channels, axes, voxel_size, d_max_um, device,
-              batch_size, tile, client, outdir, precision, force):
+def _rehearse(path, *, method, model_ref, block, channels, axes, voxel_size, d_max_um, flips,
+              device, batch_size, tile, client, outdir, precision, force):
     if method != "model":
         raise InputError("--test-block needs a model (--model)")
     image, loaded, thr, runner, spec, block = _volume_setup(
         path, model_ref=model_ref, block=block, channels=channels, axes=axes,
-        voxel_size=voxel_size, d_max_um=d_max_um, device=device, client=client)
+        voxel_size=voxel_size, d_max_um=d_max_um, flips=flips, device=device, client=client)
     yield ProgressEvent("test block", 0, 1, message=Path(path).name)
     report = rehearse_block(image, loaded, block=block, channels=channels, tile=tile,
                             batch_size=batch_size, thresholds=thr, device=device,

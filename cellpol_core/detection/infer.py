@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..defaults import DEFAULT_PRECISION
+from ..defaults import DEFAULT_PRECISION, FLIP_CHOICES
 from ..errors import InputError
 from ..jobs import CancelToken, ProgressEvent
 from ..io.resample import check_resampling, coord_scale, needs_resampling, resampled_shape
@@ -286,9 +286,55 @@ def _plan(image, model, *, channels, tile, overlap, timings, force=False) -> _Pl
     return _Plan(dims, ch, work_vs, model_shape, tile, origins, interiors, reader)
 
 
+def flip_axes(flips: int, dims: int) -> list:
+    """The mirrorings of test-time flips: tuples of tensor axes, identity first.
+
+    2 mirrors y and x together (a half turn), 4 adds y and x alone, 8 (3D
+    only) adds z to each of those.
+    """
+    plane = [(), (-2, -1), (-1,), (-2,)]
+    if flips not in FLIP_CHOICES:
+        raise InputError(f"flips must be one of {', '.join(map(str, FLIP_CHOICES))}, "
+                         f"got {flips!r}")
+    if flips == 8 and dims != 3:
+        raise InputError("8 flips mirror z too: they need a 3D model (use 1, 2 or 4)")
+    sets = plane[:min(flips, 4)]
+    return sets + [(-3, *a) for a in sets] if flips == 8 else sets
+
+
+def flip_averaged(net, x, axes_list) -> dict:
+    """The network's maps on ``x``, averaged over the mirrorings in ``axes_list``.
+
+    Heatmaps and offsets are averaged (an offset's component along a mirrored
+    axis changes sign); embeddings come from the unmirrored pass, since the
+    pairing compares embedding values between peaks of one pass.
+    """
+    import torch
+
+    from .network import OFFSET_KEYS
+
+    out = {k: v.float() for k, v in net(x).items()}
+    if len(axes_list) <= 1:
+        return out
+    averaged = [k for k in out if k.startswith("heatmap") or k in OFFSET_KEYS]
+    for axes in axes_list[1:]:
+        mirrored = net(torch.flip(x, axes))
+        for k in averaged:
+            m = torch.flip(mirrored[k].float(), axes)
+            if k in OFFSET_KEYS and (OFFSET_KEYS.index(k) - 3) in axes:
+                m = -m
+            out[k] = out[k] + m
+    for k in averaged:
+        out[k] = out[k] / len(axes_list)
+    return out
+
+
 def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel,
-               precision=DEFAULT_PRECISION):
-    """Yield ("progress", event) and ("tile", tile_index, maps) items, maps as float32 numpy."""
+               precision=DEFAULT_PRECISION, flips=1):
+    """Yield ("progress", event) and ("tile", tile_index, maps) items, maps as float32 numpy.
+
+    ``flips``: test-time flips (:func:`flip_axes`), averaged by :func:`flip_averaged`.
+    """
     import torch
 
     from .network import to_device_input
@@ -299,6 +345,7 @@ def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel,
     # predict_files passes a resolved Precision and shows its notice once per batch.
     notice = None if isinstance(precision, Precision) else prec.notice
     n = len(plan.origins)
+    mirrorings = flip_axes(int(flips), plan.dims)
     yield "progress", ProgressEvent("tiles", 0, n, message=f"{n} tiles of {plan.tile}",
                                     data={"notice": notice} if notice else {})
     starts = list(range(0, n, batch_size))
@@ -321,8 +368,8 @@ def _run_tiles(plan: _Plan, model, *, batch_size, device, timings, cancel,
             t1 = time.perf_counter()
             xt = to_device_input(x, dev, plan.dims, dtype=prec.dtype)
             with torch.inference_mode():
-                out = net(xt)
-            maps = {k: v.float().cpu().numpy()[:, 0] for k, v in out.items()}
+                out = flip_averaged(net, xt, mirrorings)
+            maps = {k: v.cpu().numpy()[:, 0] for k, v in out.items()}
             timings.network += time.perf_counter() - t1
             timings.tiles += count
             for k in range(count):
@@ -391,7 +438,8 @@ def predict_image(image, model, *, channels=None, tile=None, overlap=None, batch
     # Tiles are decoded in a thread while the network runs on the next ones.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellpol-decode") as pool:
         for item in _run_tiles(plan, model, batch_size=batch_size, device=device,
-                               timings=timings, cancel=cancel, precision=precision):
+                               timings=timings, cancel=cancel, precision=precision,
+                               flips=thr.flips):
             if item[0] == "progress":
                 yield item[1]
                 continue
@@ -449,19 +497,21 @@ class ImageMaps:
 
 
 def predict_maps(image, model, *, channels=None, tile=None, overlap=None, batch_size=1,
-                 device=None, precision=DEFAULT_PRECISION, force=False,
+                 device=None, precision=DEFAULT_PRECISION, force=False, flips=None,
                  cancel: Optional[CancelToken] = None):
     """Whole-image output maps, for threshold tuning on (small) validation images.
 
     A generator job returning :class:`ImageMaps`. Each voxel takes its value
-    from the tile whose interior holds it.
+    from the tile whose interior holds it. ``flips``: test-time flips,
+    default the model's (``thresholds.json``).
     """
     timings = Timings()
     plan = _plan(image, model, channels=channels, tile=tile, overlap=overlap, timings=timings,
                  force=force)
     maps = {}
+    flips = model.thresholds.flips if flips is None else flips
     for item in _run_tiles(plan, model, batch_size=batch_size, device=device, timings=timings,
-                           cancel=cancel, precision=precision):
+                           cancel=cancel, precision=precision, flips=flips):
         if item[0] == "progress":
             yield item[1]
             continue

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..io.atomic import atomic_path, write_text_atomic
-from ..defaults import EMBED_MARGIN, PAIR_DISTANCE_UM, PEAK_D_MIN_UM, PEAK_TAU
+from ..defaults import EMBED_MARGIN, FLIP_CHOICES, PAIR_DISTANCE_UM, PEAK_D_MIN_UM, PEAK_TAU
 from ..errors import InputError
 from .config import TrainConfig
 
@@ -90,6 +90,12 @@ class Thresholds:
     distance_weight : float
         Weight of the plain start-end distance term of the joint assignment
         (1 in files without it).
+    flips : int
+        Test-time flips: the maps are the mean over this many mirrored copies
+        of each tile (one of :data:`~cellpol_core.defaults.FLIP_CHOICES`; 8
+        mirrors z too, so 3D only). Averaging over mirrors steadies peaks on
+        images unlike the training data, at ``flips`` times the network time.
+        1 in files without it.
     source : str
         ``"default"`` or ``"tuned"``.
     """
@@ -101,6 +107,7 @@ class Thresholds:
     embed_weight: Optional[float] = None
     offset_weight: float = 0.0
     distance_weight: float = 1.0
+    flips: int = 1
     source: str = "default"
 
     def to_dict(self) -> dict:
@@ -108,7 +115,8 @@ class Thresholds:
                 "d_max_um": float(self.d_max_um), "delta": float(self.delta),
                 "embed_weight": None if self.embed_weight is None else float(self.embed_weight),
                 "offset_weight": float(self.offset_weight),
-                "distance_weight": float(self.distance_weight), "source": self.source}
+                "distance_weight": float(self.distance_weight), "flips": int(self.flips),
+                "source": self.source}
 
     @classmethod
     def from_dict(cls, d: dict, *, path=None) -> "Thresholds":
@@ -120,6 +128,7 @@ class Thresholds:
                                     else float(d["embed_weight"])),
                       offset_weight=float(d.get("offset_weight", 0.0)),
                       distance_weight=float(d.get("distance_weight", 1.0)),
+                      flips=d.get("flips", 1),
                       source=str(d.get("source", "default")))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"broken thresholds ({type(exc).__name__}: {exc})", path) from None
@@ -147,6 +156,8 @@ class Thresholds:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 bad(name, value, "a finite number of at least 0")
+        if isinstance(self.flips, bool) or self.flips not in FLIP_CHOICES:
+            bad("flips", self.flips, f"one of {', '.join(map(str, FLIP_CHOICES))}")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from ..io.vectors import DEFAULT_STRUCTURES, write_vectors
 
 
 def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channels=None,
-                  structures=None, voxel_size=None, axes=None, d_max_um=None,
+                  structures=None, voxel_size=None, axes=None, d_max_um=None, flips=None,
                   min_size_um=OTSU_MIN_SIZE_UM, device=DEFAULT_DEVICE, batch_size=1, tile=None,
                   timings=None, skip_existing=False, client=None, block=None, test_block=False,
                   precision=DEFAULT_PRECISION, force=False,
@@ -49,6 +49,9 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
     d_max_um : float, optional
         Longest allowed pair in µm (default: the model's tuned value, or
         :data:`~cellpol_core.defaults.PAIR_DISTANCE_UM` for the Otsu method).
+    flips : {1, 2, 4, 8}, optional
+        Test-time flips of a model (default the model's ``thresholds.json``;
+        see :attr:`~cellpol_core.detection.model.Thresholds.flips`).
     min_size_um : (float, float)
         Smallest start/end components for the Otsu method, µm³ (µm² in 2D).
     device : {"auto", "cpu", "cuda"}
@@ -87,6 +90,7 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
         return (yield from predict_distributed(
             paths, outdir=outdir, method=method, model=model, channels=channels,
             structures=structures, voxel_size=voxel_size, axes=axes, d_max_um=d_max_um,
+            flips=flips,
             min_size_um=min_size_um, device=device, batch_size=batch_size, tile=tile,
             skip_existing=skip_existing, client=client, block=block, test_block=test_block,
             precision=precision, force=force, cancel=cancel))
@@ -116,6 +120,13 @@ def predict_files(paths: Sequence, *, outdir, method="otsu", model=None, channel
             from dataclasses import replace
 
             loaded = replace(loaded, thresholds=replace(loaded.thresholds, d_max_um=float(d_max_um)))
+        if flips is not None:
+            from dataclasses import replace
+
+            from .infer import flip_axes
+
+            flip_axes(flips, loaded.config.spatial_dims)  # 8 flips on a 2D model: refused now
+            loaded = replace(loaded, thresholds=replace(loaded.thresholds, flips=int(flips)))
         structures = tuple(structures or loaded.config.structures)
         desc = device_description(dev, prec)
         yield ProgressEvent("predict", 0, len(paths), message=f"model on {desc}",

@@ -96,7 +96,7 @@ def _score(caches, thr, names, *, level, levels, border_um):
 def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=None,
          voxel_size=None, level=EVAL_LEVEL, levels=None, border_um=BORDER_UM, rounds=2,
          device=DEFAULT_DEVICE, thresholds: Optional[Thresholds] = None, write=True,
-         precision=DEFAULT_PRECISION, terms=PAIRING_TERMS,
+         precision=DEFAULT_PRECISION, terms=PAIRING_TERMS, flips: Optional[int] = None,
          cancel: Optional[CancelToken] = None):
     """Choose decoding thresholds on validation images; write ``thresholds.json``.
 
@@ -133,6 +133,10 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         Pairing terms the search may use, of those the model has (the
         ablation of the offset head leaves one out): without "embedding",
         λ = 0 and no embedding gate; without "offset", μ = 0.
+    flips : int, optional
+        Test-time flips the maps are computed with, kept in the result
+        (:attr:`~cellpol_core.detection.model.Thresholds.flips`); default
+        those of ``thresholds`` (or the model's).
     cancel : CancelToken, optional
     """
     from .infer import predict_maps
@@ -153,15 +157,18 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
                                   axes=axes, voxel_size=voxel_size)
     levels = levels or (cfg.preset if cfg.preset in ("nucleus-golgi", "cytoplasm-nucleus")
                         else "nucleus-golgi")
+    start_thr = model.thresholds if thresholds is None else thresholds
+    if flips is not None:
+        start_thr = replace(start_thr, flips=flips)
+        start_thr.validate()
     caches = []
     for k, (image, table, ch) in enumerate(pairs):
         yield ProgressEvent("predict", k, len(pairs), message=str(image.path or k))
         maps = yield from predict_maps(image, model, channels=ch, device=dev, precision=prec,
-                                       cancel=cancel)
+                                       flips=start_thr.flips, cancel=cancel)
         gt = maps.to_model_voxels(table)
         caches.append(_ImageCache(maps, gt, maps.plan.model_shape, min(TAU_GRID)))
     names = tuple(cfg.structures)
-    start_thr = model.thresholds if thresholds is None else thresholds
     use_embed = cfg.embedding and "embedding" in terms
     use_offset = bool(cfg.network.get("offset")) and "offset" in terms
     if cfg.embedding and not use_embed:
