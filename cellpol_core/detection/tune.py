@@ -270,6 +270,7 @@ def format_report(report: dict) -> str:
         f"  d_min start/end {t['d_min_um'][0]:.2f} / {t['d_min_um'][1]:.2f}",
         f"  d_max           {t['d_max_um']:.2f}",
         "  pairing         " + _pairing_text(t, report.get("embedding", True)),
+        f"  test-time flips {t.get('flips', 1)}",
         f"  F1 before {report['f1_before']:.3f}  after {report['f1_after']:.3f}"
         + (f"  (TPR {row.get('tpr')}, FDR {row.get('fdr')})" if row else ""),
     ]
