@@ -208,8 +208,9 @@ def finish(name, work: Path, *, install: bool, force: bool):
     """Tune, evaluate against Otsu on held-out families, and install when it wins."""
     from cellpol_core.cli.common import ProgressBar
     from cellpol_core.detection.infer import predict_image
-    from cellpol_core.detection.model import (CHECKPOINT_FILE, file_sha256, load_model,
-                                              read_config, record_checksum, write_config)
+    from cellpol_core.detection.model import (CHECKPOINT_FILE, WEIGHTS_BEST, WEIGHTS_LAST,
+                                              file_sha256, load_model, read_config,
+                                              record_checksum, write_config)
     from cellpol_core.detection.tune import format_report, tune
     from cellpol_core.jobs import run_job
     from cellpol_core.synthetic.phantom import family
@@ -218,15 +219,34 @@ def finish(name, work: Path, *, install: bool, force: bool):
     cfg = recipe_config(name)
     model_dir = work / "model"
     tu = write_set(work / "tune", cfg, r["tune_seeds"], r["structures"])
+    # The weights with the lowest validation loss, or the last ones: a few
+    # validation images make that loss noisy, so the tuned F1 decides.
+    candidates = {"best": model_dir}
+    last = model_dir / WEIGHTS_LAST
+    if last.exists() and file_sha256(last) != file_sha256(model_dir / WEIGHTS_BEST):
+        alt = work / "model_last_weights"
+        if alt.exists():
+            shutil.rmtree(alt)
+        shutil.copytree(model_dir, alt, ignore=shutil.ignore_patterns(
+            CHECKPOINT_FILE, "checksums.json", "*.lock", WEIGHTS_BEST))
+        shutil.move(str(alt / WEIGHTS_LAST), alt / WEIGHTS_BEST)
+        record_checksum(alt / WEIGHTS_BEST, file_sha256(alt / WEIGHTS_BEST))
+        candidates["last"] = alt
     # Test-time flips: tuned at each candidate, the best tuned F1 wins (ties: fewer).
     scores = {}
-    for flips in r.get("flips", (1,)):
-        with ProgressBar(disable=False) as bar:
-            _, rep = run_job(tune(model_dir, *tu, device="cpu", precision="fp32", flips=flips,
-                                  write=False), bar)
-        scores[flips] = rep["f1_after"]
-        print(f"{name}: {flips} flip(s): tuned F1@5 {rep['f1_after']:.3f}")
-    best = max(scores, key=lambda f: (round(scores[f], 3), -f))
+    for which, folder in candidates.items():
+        for flips in r.get("flips", (1,)):
+            with ProgressBar(disable=False) as bar:
+                _, rep = run_job(tune(folder, *tu, device="cpu", precision="fp32", flips=flips,
+                                      write=False), bar)
+            scores[(which, flips)] = rep["f1_after"]
+            print(f"{name}: {which} weights, {flips} flip(s): tuned F1@5 {rep['f1_after']:.3f}")
+    which, best = max(scores, key=lambda k: (round(scores[k], 3), k[0] == "best", -k[1]))
+    if which == "last":
+        weights = model_dir / WEIGHTS_BEST
+        shutil.copyfile(model_dir / WEIGHTS_LAST, weights)
+        record_checksum(weights, file_sha256(weights))
+    print(f"{name}: keeps the {which} weights with {best} flip(s)")
     with ProgressBar(disable=False) as bar:
         _, report = run_job(tune(model_dir, *tu, device="cpu", precision="fp32", flips=best), bar)
     print(format_report(report))
@@ -243,7 +263,9 @@ def finish(name, work: Path, *, install: bool, force: bool):
     metrics_path = model_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["held_out"] = {"seeds": list(r["test_seeds"]), "f1_level5": table,
-                           "tuned_f1_by_flips": {str(k): v for k, v in scores.items()},
+                           "tuned_f1": {f"{w} weights, {f} flips": v
+                                        for (w, f), v in scores.items()},
+                           "weights": which,
                            "train_seconds": round(trained_seconds(model_dir), 1),
                            "epochs": done_epochs(model_dir)}
     metrics_path.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
