@@ -55,6 +55,7 @@ RECIPES = {
         "steps_per_epoch": 25,
         "lr": 1e-3,
         "flips": (1, 4),
+        "d_max_floor_um": 14.0,  # the preset's pair distance (phantoms hold few long pairs)
     },
     "cytoplasm-nucleus-2d": {
         "family": "cytology-2d",
@@ -90,6 +91,7 @@ RECIPES = {
         "lr": 3e-4,
         "init": "demo",  # fine-tuned from the demo model
         "flips": (1, 4, 8),
+        "d_max_floor_um": 14.0,
     },
 }
 
@@ -238,7 +240,7 @@ def finish(name, work: Path, *, install: bool, force: bool):
         for flips in r.get("flips", (1,)):
             with ProgressBar(disable=False) as bar:
                 _, rep = run_job(tune(folder, *tu, device="cpu", precision="fp32", flips=flips,
-                                      write=False), bar)
+                                      d_max_floor_um=r.get("d_max_floor_um"), write=False), bar)
             scores[(which, flips)] = rep["f1_after"]
             print(f"{name}: {which} weights, {flips} flip(s): tuned F1@5 {rep['f1_after']:.3f}")
     which, best = max(scores, key=lambda k: (round(scores[k], 3), k[0] == "best", -k[1]))
@@ -248,7 +250,8 @@ def finish(name, work: Path, *, install: bool, force: bool):
         record_checksum(weights, file_sha256(weights))
     print(f"{name}: keeps the {which} weights with {best} flip(s)")
     with ProgressBar(disable=False) as bar:
-        _, report = run_job(tune(model_dir, *tu, device="cpu", precision="fp32", flips=best), bar)
+        _, report = run_job(tune(model_dir, *tu, device="cpu", precision="fp32", flips=best,
+                                 d_max_floor_um=r.get("d_max_floor_um")), bar)
     print(format_report(report))
     model = load_model(model_dir)
     table = {}

@@ -138,3 +138,20 @@ def test_offset_head_added_to_a_frozen_model(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)  # the base model's outputs stay
     head = [k for k in b if k.startswith("offset_head.")]
     assert head and set(b) == set(a) | set(head)
+
+
+@pytest.mark.slow
+def test_tune_keeps_the_given_flips_and_the_distance_floor(tmp_path):
+    from cellpol_core.detection.tune import format_report
+
+    out = _train(tmp_path / "m")
+    img, vec = _tiny_image(1)
+    best, report = run_job(tune(out, [img], [vec], device="cpu", rounds=1, write=False,
+                                flips=2, d_max_floor_um=16.0))
+    assert best.flips == 2 and report["thresholds"]["flips"] == 2
+    assert best.d_max_um >= 16.0
+    assert "test-time flips 2" in format_report(report)
+    unfloored, _ = run_job(tune(out, [img], [vec], device="cpu", rounds=1, write=False))
+    assert unfloored.flips == load_model(out).thresholds.flips
+    with pytest.raises(InputError, match="flips"):
+        run_job(tune(out, [img], [vec], device="cpu", rounds=1, write=False, flips=3))

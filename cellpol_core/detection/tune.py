@@ -97,7 +97,7 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
          voxel_size=None, level=EVAL_LEVEL, levels=None, border_um=BORDER_UM, rounds=2,
          device=DEFAULT_DEVICE, thresholds: Optional[Thresholds] = None, write=True,
          precision=DEFAULT_PRECISION, terms=PAIRING_TERMS, flips: Optional[int] = None,
-         cancel: Optional[CancelToken] = None):
+         d_max_floor_um: Optional[float] = None, cancel: Optional[CancelToken] = None):
     """Choose decoding thresholds on validation images; write ``thresholds.json``.
 
     A generator job returning ``(Thresholds, report)`` where ``report`` is a
@@ -137,6 +137,11 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         Test-time flips the maps are computed with, kept in the result
         (:attr:`~cellpol_core.detection.model.Thresholds.flips`); default
         those of ``thresholds`` (or the model's).
+    d_max_floor_um : float, optional
+        Shortest pair distance the search may choose. Phantoms hold few long
+        pairs, so on them the search prefers a d_max that cuts real cells'
+        longer nucleus-Golgi vectors; the bundled models are tuned with the
+        preset's distance as the floor.
     cancel : CancelToken, optional
     """
     from .infer import predict_maps
@@ -185,6 +190,13 @@ def tune(model_dir, images: Sequence, vectors: Sequence, *, channels=None, axes=
         d_max0 = start_thr.d_max_um
     grids = [_dmin_grid(cfg.radii[0]), _dmin_grid(cfg.radii[1])]
     d_max_grid = tuple(round(d_max0 * f, 2) for f in (0.75, 0.9, 1.0, 1.15, 1.3))
+    if d_max_floor_um is not None:
+        floor = float(d_max_floor_um)
+        d_max_grid = tuple(v for v in d_max_grid if v >= floor) or (floor,)
+        if best.d_max_um < floor:
+            best = replace(best, d_max_um=floor)
+            best_f1, _ = _score(caches, best, names, level=level, levels=levels,
+                                border_um=border_um)
     embed_grid = ([(w, d) for w in EMBED_WEIGHT_GRID for d in DELTA_GRID] if use_embed
                   else [(start_thr.embed_weight, start_thr.delta)])
     offset_grid = OFFSET_GRID if use_offset else [(0.0, 1.0)]
