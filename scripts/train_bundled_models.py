@@ -9,10 +9,13 @@ run exactly:
 2. train the light network in chunks of ``--chunk`` epochs until the model's
    time budget is spent (``--minutes name=N``); ``--resume`` continues from
    the last finished chunk, or from the checkpoint of an interrupted one;
-3. tune the thresholds on the tuning phantoms;
+3. in a copy of the training folder (``final``), choose the weights (lowest
+   validation loss, or the last ones if they tune better by a margin) and the
+   test-time flips, and tune the thresholds on the tuning phantoms (pair
+   distance at least ``d_max_floor_um``);
 4. evaluate the model and the Otsu baseline on held-out phantoms of the
    benchmark families and store both in metrics.json;
-5. with ``--install``, copy the folder (best weights only) to
+5. with ``--install``, copy ``final`` to
    resources/models/<name>, but only when it beats Otsu on the held-out
    phantoms (``--force`` installs anyway), recording the recipe in
    config.json under ``extra["training_data"]``.
@@ -94,6 +97,10 @@ RECIPES = {
         "d_max_floor_um": 14.0,
     },
 }
+
+
+#: How much higher the last weights' tuned F1 must be to replace the best ones.
+LAST_WEIGHTS_MARGIN = 0.01
 
 
 def recipe_config(name):
@@ -221,19 +228,25 @@ def finish(name, work: Path, *, install: bool, force: bool):
     cfg = recipe_config(name)
     model_dir = work / "model"
     tu = write_set(work / "tune", cfg, r["tune_seeds"], r["structures"])
+
+    def copy_with(weights_file, dest):
+        """A model folder like the training one, with ``weights_file`` as its weights."""
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns(
+            CHECKPOINT_FILE, WEIGHTS_LAST, WEIGHTS_BEST, "checksums.json", "*.lock",
+            ".*staging*"))
+        shutil.copyfile(model_dir / weights_file, dest / WEIGHTS_BEST)
+        record_checksum(dest / WEIGHTS_BEST, file_sha256(dest / WEIGHTS_BEST))
+        return dest
+
     # The weights with the lowest validation loss, or the last ones: a few
-    # validation images make that loss noisy, so the tuned F1 decides.
-    candidates = {"best": model_dir}
+    # validation images make that loss noisy, so the tuned F1 decides. The
+    # training folder is left as it is (a later --resume continues it).
+    candidates = {"best": copy_with(WEIGHTS_BEST, work / "candidate_best")}
     last = model_dir / WEIGHTS_LAST
     if last.exists() and file_sha256(last) != file_sha256(model_dir / WEIGHTS_BEST):
-        alt = work / "model_last_weights"
-        if alt.exists():
-            shutil.rmtree(alt)
-        shutil.copytree(model_dir, alt, ignore=shutil.ignore_patterns(
-            CHECKPOINT_FILE, "checksums.json", "*.lock", WEIGHTS_BEST))
-        shutil.move(str(alt / WEIGHTS_LAST), alt / WEIGHTS_BEST)
-        record_checksum(alt / WEIGHTS_BEST, file_sha256(alt / WEIGHTS_BEST))
-        candidates["last"] = alt
+        candidates["last"] = copy_with(WEIGHTS_LAST, work / "candidate_last")
     # Test-time flips: tuned at each candidate, the best tuned F1 wins (ties: fewer).
     scores = {}
     for which, folder in candidates.items():
@@ -243,17 +256,20 @@ def finish(name, work: Path, *, install: bool, force: bool):
                                       d_max_floor_um=r.get("d_max_floor_um"), write=False), bar)
             scores[(which, flips)] = rep["f1_after"]
             print(f"{name}: {which} weights, {flips} flip(s): tuned F1@5 {rep['f1_after']:.3f}")
-    which, best = max(scores, key=lambda k: (round(scores[k], 3), k[0] == "best", -k[1]))
-    if which == "last":
-        weights = model_dir / WEIGHTS_BEST
-        shutil.copyfile(model_dir / WEIGHTS_LAST, weights)
-        record_checksum(weights, file_sha256(weights))
+    # The last weights must win by a margin: a few hundredths of F1 on the
+    # tuning phantoms are within their noise.
+    margin = {"best": LAST_WEIGHTS_MARGIN, "last": 0.0}
+    which, best = max(scores, key=lambda k: (round(scores[k] + margin[k[0]], 3), -k[1]))
+    final = work / "final"
+    if final.exists():
+        shutil.rmtree(final)
+    candidates[which].rename(final)
     print(f"{name}: keeps the {which} weights with {best} flip(s)")
     with ProgressBar(disable=False) as bar:
-        _, report = run_job(tune(model_dir, *tu, device="cpu", precision="fp32", flips=best,
+        _, report = run_job(tune(final, *tu, device="cpu", precision="fp32", flips=best,
                                  d_max_floor_um=r.get("d_max_floor_um")), bar)
     print(format_report(report))
-    model = load_model(model_dir)
+    model = load_model(final)
     table = {}
     for fam in r["test_families"]:
         te = write_set(work / f"test_{fam}", family(fam), r["test_seeds"], r["structures"])
@@ -263,7 +279,7 @@ def finish(name, work: Path, *, install: bool, force: bool):
         table[fam] = {"model": net.f1(5) or 0.0, "otsu": base.f1(5) or 0.0}
         print(f"{fam}: F1@5 model {table[fam]['model']:.3f}  Otsu {table[fam]['otsu']:.3f}")
     wins = all(v["model"] >= v["otsu"] for v in table.values())
-    metrics_path = model_dir / "metrics.json"
+    metrics_path = final / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["held_out"] = {"seeds": list(r["test_seeds"]), "f1_level5": table,
                            "tuned_f1": {f"{w} weights, {f} flips": v
@@ -272,7 +288,7 @@ def finish(name, work: Path, *, install: bool, force: bool):
                            "train_seconds": round(trained_seconds(model_dir), 1),
                            "epochs": done_epochs(model_dir)}
     metrics_path.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    config = read_config(model_dir)
+    config = read_config(final)
     config.extra["training_data"] = {
         "generator": "cellpol_core.synthetic.phantom.generate_randomised",
         "family": r["family"], "ranges": {k: list(v) for k, v in r["ranges"].items()},
@@ -280,10 +296,13 @@ def finish(name, work: Path, *, install: bool, force: bool):
         "train_seeds": list(r["train_seeds"]), "val_seeds": list(r["val_seeds"]),
         "tune_seeds": list(r["tune_seeds"]), "init": r.get("init"),
         "recipe": "scripts/train_bundled_models.py " + name,
-        "epochs": done_epochs(model_dir),
+        "epochs": done_epochs(model_dir), "weights": f"{which} (of best by validation loss, last)",
         "cpu_minutes": round(trained_seconds(model_dir) / 60.0, 1),
     }
-    write_config(model_dir, config)
+    write_config(final, config)
+    for folder in candidates.values():
+        if folder.exists():
+            shutil.rmtree(folder)
     if not install:
         return wins
     if not wins and not force:
@@ -292,9 +311,8 @@ def finish(name, work: Path, *, install: bool, force: bool):
     dest = ROOT / "resources" / "models" / name
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns(
-        CHECKPOINT_FILE, "weights_last.pt", "checksums.json", "*.lock"))
-    weights = dest / "weights_best.pt"
+    shutil.copytree(final, dest, ignore=shutil.ignore_patterns("checksums.json", "*.lock"))
+    weights = dest / WEIGHTS_BEST
     record_checksum(weights, file_sha256(weights))
     size = sum(f.stat().st_size for f in dest.iterdir()) / 1e6
     print(f"installed {dest} ({size:.1f} MB)")
