@@ -1,5 +1,7 @@
 """Which bundled model `predict` picks when given neither --model nor --method."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,33 @@ def test_predict_without_a_fitting_model_exits_2(tmp_path, monkeypatch, captured
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--method otsu" in err[0]
     assert captured == {}
+
+
+HUVEC = Path(__file__).resolve().parents[2] / "shared" / "data" / "huvec_ecs.tif"
+
+
+@pytest.mark.skipif(not HUVEC.exists(), reason="shared real image not available")
+def test_bundled_2d_model_on_the_real_huvec_image(tmp_path):
+    """nucleus-golgi-2d, chosen by predict itself, finds the whole cells Otsu finds, in
+    directions close to Otsu's, with few extra vectors (the issue's real-data target)."""
+    import importlib.util
+
+    from cellpol_core.cli import main
+    from cellpol_core.io.image import read_image
+    from cellpol_core.io.vectors import read_vectors
+
+    spec = importlib.util.spec_from_file_location(
+        "huvec_figure", Path(__file__).resolve().parents[1] / "scripts" / "huvec_figure.py")
+    fig = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fig)
+    for method, out in ((None, "model"), ("otsu", "otsu")):
+        args = ["predict", str(HUVEC), "--channels", "2", "0", "-o", str(tmp_path / out)]
+        assert main(args + (["--method", method] if method else [])) == 0
+    model = read_vectors(tmp_path / "model" / "huvec_ecs_vectors.csv")
+    otsu = read_vectors(tmp_path / "otsu" / "huvec_ecs_vectors.csv")
+    image = read_image(HUVEC)
+    stats = fig.compare(model, otsu, image.spatial_shape, np.asarray(image.voxel_size),
+                        border_um=8.0, match_um=6.0)
+    assert stats["model_whole"] >= 7 and stats["matched"] >= 6, stats
+    assert max(stats["angle_diffs"]) <= 35.0, stats
+    assert stats["extra"] <= 3, stats
