@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import time
@@ -101,6 +102,8 @@ RECIPES = {
 
 #: How much higher the last weights' tuned F1 must be to replace the best ones.
 LAST_WEIGHTS_MARGIN = 0.01
+#: F1 each doubling of the test-time flips must buy to be chosen.
+FLIP_COST = 0.005
 
 
 def recipe_config(name):
@@ -256,10 +259,12 @@ def finish(name, work: Path, *, install: bool, force: bool):
                                       d_max_floor_um=r.get("d_max_floor_um"), write=False), bar)
             scores[(which, flips)] = rep["f1_after"]
             print(f"{name}: {which} weights, {flips} flip(s): tuned F1@5 {rep['f1_after']:.3f}")
-    # The last weights must win by a margin: a few hundredths of F1 on the
-    # tuning phantoms are within their noise.
+    # The last weights must win by a margin (a few hundredths of F1 on the
+    # tuning phantoms are within their noise), and each doubling of the flips,
+    # which doubles the network time, must buy FLIP_COST of F1.
     margin = {"best": LAST_WEIGHTS_MARGIN, "last": 0.0}
-    which, best = max(scores, key=lambda k: (round(scores[k] + margin[k[0]], 3), -k[1]))
+    which, best = max(scores, key=lambda k: (
+        round(scores[k] + margin[k[0]] - FLIP_COST * math.log2(k[1]), 3), -k[1]))
     final = work / "final"
     if final.exists():
         shutil.rmtree(final)
