@@ -67,7 +67,7 @@ test-bundle: bundle
 demo-data: $(STAMP)
 	$(BIN)/python scripts/make_demo_data.py
 
-# Retrains resources/models/demo on the CPU (about an hour); CI does not run it.
+# Stage 1 of the bundled 3D model (build/demo_model, about an hour on the CPU); CI does not run it.
 demo-model: $(STAMP)
 	$(BIN)/python scripts/train_demo_model.py
 

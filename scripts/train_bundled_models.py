@@ -93,7 +93,9 @@ RECIPES = {
         "batch_size": 2,
         "steps_per_epoch": 12,
         "lr": 3e-4,
-        "init": "demo",  # fine-tuned from the demo model
+        # Fine-tuned from stage 1 (scripts/train_demo_model.py, the first bundled
+        # model, shipped as "demo" until this one replaced it).
+        "init": "build/demo_model/model",
         "flips": (1, 4, 8),
         "d_max_floor_um": 14.0,
     },
@@ -168,7 +170,9 @@ def train_for(name, work: Path, minutes: float, *, resume: bool, chunk: int, thr
         epochs = done_epochs(model_dir) + chunk
         init = None
         if first and r.get("init"):
-            init = r["init"]
+            init = ROOT / r["init"]
+            if not (init / "config.json").is_file():
+                sys.exit(f"{name}: starts from {init}: run `make demo-model` first")
         config = TrainConfig(arch="light", preset=r["preset"], structures=r["structures"],
                              epochs=epochs, steps_per_epoch=r["steps_per_epoch"],
                              patch_size=tuple(r["patch"]), batch_size=r["batch_size"],

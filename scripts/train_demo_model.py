@@ -1,24 +1,26 @@
-"""Recipe of the bundled demo model (resources/models/demo): `make demo-model`.
+"""Stage 1 of the bundled 3D model: `make demo-model`.
 
 A 3D nucleus→Golgi CellPol model trained on the CPU on phantoms of the
-default family (crowded, paper voxel size). Steps:
+default family (crowded, paper voxel size). It shipped as ``demo`` until the
+domain-randomised ``nucleus-golgi-3d`` replaced it (``demo`` is now an alias
+of that); ``scripts/train_bundled_models.py nucleus-golgi-3d`` starts from the
+folder this script writes. Steps:
 
 1. write training, validation and held-out test phantoms (fixed seeds);
 2. train the light network at half the phantoms' resolution
    (voxel 0.54 × 1.332 × 1.332 µm), which makes CPU training and prediction
    eight times cheaper; prediction resamples images automatically;
 3. tune the thresholds on four validation phantoms;
-4. evaluate on the held-out phantoms and store the table in metrics.json;
-5. copy the model folder (without its resume checkpoint) to resources/models/demo.
+4. evaluate on the held-out phantoms and store the table in metrics.json,
+   in ``WORK/model`` (default build/demo_model/model).
 
-Usage: python scripts/train_demo_model.py [--epochs N] [--work DIR] [--no-install]
+Usage: python scripts/train_demo_model.py [--epochs N] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
     from cellpol_core.detection.evaluate import format_table
     from cellpol_core.detection.infer import predict_image
     from cellpol_core.jobs import run_job
-    from cellpol_core.detection.model import CHECKPOINT_FILE, load_model
+    from cellpol_core.detection.model import load_model
     from cellpol_core.detection.config import TrainConfig
     from cellpol_core.detection.train import train
     from cellpol_core.detection.tune import format_report, tune
@@ -84,7 +86,6 @@ def main(argv=None) -> int:
     ap.add_argument("--steps-per-epoch", type=int, default=12)
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "demo_model")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--no-install", action="store_true", help="do not copy into resources/")
     args = ap.parse_args(argv)
 
     tr_img, tr_vec = write_set(args.work / "train", TRAIN_SEEDS)
@@ -114,15 +115,6 @@ def main(argv=None) -> int:
     metrics["test"] = {"seeds": list(TEST_SEEDS), "table": pooled.rows(),
                        "train_seconds": round(t_train, 1), "epochs": args.epochs}
     (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    if not args.no_install:
-        dest = ROOT / "resources" / "models" / "demo"
-        if dest.exists():
-            shutil.rmtree(dest)
-        # The bundled copy keeps only the best weights (size limit 30 MB).
-        shutil.copytree(model_dir, dest,
-                        ignore=shutil.ignore_patterns(CHECKPOINT_FILE, "weights_last.pt"))
-        size = sum(f.stat().st_size for f in dest.iterdir()) / 1e6
-        print(f"installed {dest} ({size:.1f} MB)")
     return 0
 
 

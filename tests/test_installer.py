@@ -94,8 +94,8 @@ def test_spec_bundles_resources_and_vispy(spec_run):
     dests = {(Path(src).relative_to(REPO).as_posix() if src.startswith(str(REPO)) else src, dest)
              for src, dest in datas}
     for rel in ("demo/demo_3d.ome.tif", "demo/demo_3d_vectors.csv",
-                "models/demo/config.json", "models/demo/weights_best.pt",
-                "models/demo/thresholds.json", "icons/cellpol.png", "icons/cellpol.svg"):
+                "models/nucleus-golgi-3d/config.json", "models/nucleus-golgi-3d/weights_best.pt",
+                "models/nucleus-golgi-3d/thresholds.json", "icons/cellpol.png", "icons/cellpol.svg"):
         assert (f"resources/{rel}", str(Path("resources") / Path(rel).parent)) in dests, rel
     assert not [s for s, _ in datas if s.endswith((".py", ".pyc"))]
     assert ("/site/vispy/glsl/a.glsl", "vispy/glsl") in dests
@@ -134,7 +134,7 @@ def test_spec_drops_torch_tests(spec_run):
     assert [b[0] for b in analysis.binaries] == ["torch/lib/libtorch_cpu.so",
                                                  "torch/bin/torch_shm_manager"]
     assert not [d for d in analysis.datas if d[0].startswith("torch/test")]
-    assert namespace["wanted"]("resources/models/demo/weights_best.pt")
+    assert namespace["wanted"]("resources/models/nucleus-golgi-3d/weights_best.pt")
 
 
 # -- the archive

@@ -21,7 +21,8 @@ def _fake_models(root, names):
 
 @pytest.fixture
 def bundle(tmp_path, monkeypatch):
-    root = _fake_models(tmp_path / "res", ["demo", "nucleus-golgi-2d", "cytoplasm-nucleus-2d"])
+    root = _fake_models(tmp_path / "res", ["nucleus-golgi-3d", "nucleus-golgi-2d",
+                                            "cytoplasm-nucleus-2d"])
     monkeypatch.setenv(resources.ENV_VAR, str(root))
     return root
 
@@ -36,16 +37,16 @@ def test_default_names_by_dimensions_and_structures(bundle):
         resources.default_model_name(2, ("nucleus", "centrosome"))
 
 
-def test_3d_default_is_the_demo_folder_until_it_has_its_own(bundle):
-    assert find_model("nucleus-golgi-3d") == bundle / "models" / "demo"
-    assert find_model("demo") == bundle / "models" / "demo"
-    assert "nucleus-golgi-3d" in resources.bundled_model_names()
-    _fake_models(bundle, ["nucleus-golgi-3d"])
+def test_demo_is_an_alias_of_the_3d_default_until_it_has_its_own_folder(bundle):
     assert find_model("nucleus-golgi-3d") == bundle / "models" / "nucleus-golgi-3d"
+    assert find_model("demo") == bundle / "models" / "nucleus-golgi-3d"
+    assert "demo" in resources.bundled_model_names()
+    _fake_models(bundle, ["demo"])
+    assert find_model("demo") == bundle / "models" / "demo"
 
 
 def test_missing_bundled_model_is_one_line(tmp_path, monkeypatch):
-    root = _fake_models(tmp_path / "res", ["demo"])
+    root = _fake_models(tmp_path / "res", ["nucleus-golgi-3d"])
     monkeypatch.setenv(resources.ENV_VAR, str(root))
     with pytest.raises(InputError, match="nucleus-golgi-2d.*not installed"):
         resources.default_model_name(2)
@@ -99,7 +100,7 @@ def test_predict_keeps_explicit_choices(bundle, captured, tmp_path, capsys):
 
 
 def test_predict_without_a_fitting_model_exits_2(tmp_path, monkeypatch, captured, capsys):
-    root = _fake_models(tmp_path / "res", ["demo"])
+    root = _fake_models(tmp_path / "res", ["nucleus-golgi-3d"])
     monkeypatch.setenv(resources.ENV_VAR, str(root))
     img = _image(tmp_path / "img.ome.tif", (32, 32))
     assert main(["predict", str(img), "-o", str(tmp_path / "o")]) == 2

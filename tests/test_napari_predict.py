@@ -38,7 +38,7 @@ def _widget(viewer):
 def test_inputs_are_checked_before_run(make_napari_viewer, demo_crop):
     viewer = make_napari_viewer()
     widget = _widget(viewer)
-    assert widget.model_combo.currentText() == "demo"
+    assert widget.model_combo.currentText() == "nucleus-golgi-3d"
     assert not widget.run_button.isEnabled()
     assert "Open an image" in widget.status.text()
     # Thresholds and tile come from the model folder.

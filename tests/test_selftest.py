@@ -41,7 +41,7 @@ def test_selftest_passes_on_the_bundled_demo():
     assert report.f1[5] >= 0.6
     assert set(report.f1) == set(range(14))
     assert report.f1[0] >= report.f1[13]  # level 0 is the loosest
-    assert report.model == str(bundled_models_dir() / "demo")
+    assert report.model == str(bundled_models_dir() / "nucleus-golgi-3d")
     import torch
 
     assert report.torch_version == torch.__version__
@@ -55,7 +55,7 @@ def test_selftest_passes_on_the_bundled_demo():
 
 def test_selftest_fails_on_broken_weights(tmp_path):
     model = tmp_path / "broken"
-    shutil.copytree(bundled_models_dir() / "demo", model)
+    shutil.copytree(bundled_models_dir() / "nucleus-golgi-3d", model)
     (model / "weights_best.pt").write_bytes(b"not a torch file")
     report = selftest.run_selftest(model=model)
     assert not report.ok

@@ -32,13 +32,14 @@ MAP_COLORMAPS = {"heatmap_start": "magenta", "heatmap_end": "green", "embed_star
 def bundled_model_names() -> list:
     """Names of the models bundled in ``resources/models`` (folders holding config.json)."""
     from cellpol_core.detection.model import CONFIG_FILE
-    from cellpol_core.io.resources import bundled_models_dir
+    from cellpol_core.io.resources import DEFAULT_MODELS, bundled_models_dir
 
     root = bundled_models_dir()
     if not root.is_dir():
         return []
     names = [d.name for d in root.iterdir() if (d / CONFIG_FILE).is_file()]
-    return sorted(names, key=lambda n: (n != "demo", n))  # the default 3D model first
+    first = DEFAULT_MODELS[(3, "nucleus", "golgi")]
+    return sorted(names, key=lambda n: (n != first, n))  # the default 3D model first
 
 
 def _spin(lo, hi, value, *, step=0.1, decimals=3, suffix=""):

@@ -112,8 +112,9 @@ def bundled_models_dir() -> Path:
 
 
 #: Bundled names that stand for another bundled folder while they have no folder
-#: of their own: the default 3D model ships the demo model's weights.
-MODEL_ALIASES = {"nucleus-golgi-3d": "demo"}
+#: of their own: ``demo``, the name of the first bundled model, is the default
+#: 3D model.
+MODEL_ALIASES = {"demo": "nucleus-golgi-3d"}
 
 #: The bundled model ``predict`` uses when given neither a model nor a method:
 #: (spatial dimensions, start structure, end structure) -> name.
