@@ -78,7 +78,7 @@ def add_flips_flag(p):
     p.add_argument("--flips", type=int, choices=FLIP_CHOICES, metavar="{1,2,4,8}",
                    help="test-time flips: average the model's maps over this many mirrored "
                         "copies (1 = none, fastest; 8 mirrors z too, 3D only); default the "
-                        "model's (bundled models: 4 in 2D, 8 in 3D)")
+                        "model's (thresholds.json)")
 
 
 def run(args) -> int:
