@@ -1,7 +1,8 @@
 """Generalisation: F1 per held-out phantom family for each bundled model and Otsu.
 
 For every family of :data:`cellpol_core.synthetic.phantom.FAMILIES` (the broad
-``random-*`` ones left out), a few randomised phantoms with seeds no training
+``random-*`` ones left out), and for the plain phantoms of
+:data:`PLAIN_FAMILIES`, a few phantoms with seeds no training
 recipe uses are written to a temporary folder, read back like a user's files,
 and predicted by
 
@@ -35,6 +36,18 @@ SEED_BASE = 20000  # no training recipe uses seeds this high
 LEVELS = (0, 5, 10)
 
 
+#: Plain phantoms (the generator's own appearance, :func:`generate_phantom`
+#: without randomisation) at a few settings: images unlike the randomised
+#: families, closer to a simple generator of another lab.
+PLAIN_FAMILIES = {
+    "plain-isolated": dict(shape=(24, 256, 256), voxel_size=(1.0, 0.5, 0.5), density=0.3,
+                           distractors=0.0, vessels=0.0, noise=0.5, dim_fraction=0.0,
+                           neighbour_fraction=0.0),
+    "plain-crowded": dict(shape=(24, 320, 320), voxel_size=(0.8, 0.3, 0.3)),
+    "plain-other-microscope": dict(shape=(16, 256, 256), voxel_size=(1.0, 0.4, 0.4)),
+}
+
+
 def family_structures(config):
     from cellpol_core.synthetic.phantom import STRUCTURES_2D, STRUCTURES_3D
 
@@ -47,10 +60,15 @@ def write_family(folder: Path, name: str, n: int, seed_base: int):
     from cellpol_core.io.vectors import write_vectors
     from cellpol_core.synthetic.phantom import generate_randomised
 
+    from cellpol_core.synthetic.phantom import generate_phantom
+
     folder.mkdir(parents=True, exist_ok=True)
     images, csvs = [], []
     for i in range(n):
-        ph = generate_randomised(seed=seed_base + i, config=name)
+        if name in PLAIN_FAMILIES:
+            ph = generate_phantom(seed=seed_base + i, **PLAIN_FAMILIES[name])
+        else:
+            ph = generate_randomised(seed=seed_base + i, config=name)
         img, csv = folder / f"{name}_{i}.ome.tif", folder / f"{name}_{i}_vectors.csv"
         write_ome_tiff(img, ph.image, voxel_size=ph.voxel_size, channel_names=ph.channel_names)
         write_vectors(csv, ph.vectors, voxel_size=ph.voxel_size)
@@ -116,9 +134,10 @@ def main(argv=None) -> int:
     from cellpol_core.jobs import run_job
     from cellpol_core.synthetic.phantom import FAMILIES
 
-    held_out = [n for n in FAMILIES if not n.startswith("random-")]
+    held_out = [n for n in FAMILIES if not n.startswith("random-")] + list(PLAIN_FAMILIES)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--families", nargs="+", default=held_out, choices=list(FAMILIES))
+    ap.add_argument("--families", nargs="+", default=held_out,
+                    choices=list(FAMILIES) + list(PLAIN_FAMILIES))
     ap.add_argument("--images", type=int, default=6, help="phantoms per family (default 6)")
     ap.add_argument("--seed", type=int, default=SEED_BASE, help=f"first seed (default {SEED_BASE})")
     ap.add_argument("--model", nargs="*", default=[], metavar="NAME=DIR",
@@ -133,7 +152,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="cellpol_generalisation_") as tmp:
         for fam in args.families:
-            config = FAMILIES[fam]
+            config = FAMILIES["random-3d" if fam in PLAIN_FAMILIES else fam]
             structures = family_structures(config)
             preset = "cytoplasm-nucleus" if config.geometry == "cytoplasm-nucleus" else "nucleus-golgi"
             d_max = PAIR_DISTANCE_2D_PX if preset == "cytoplasm-nucleus" else PAIR_DISTANCE_UM
