@@ -26,6 +26,7 @@ import argparse
 import os
 import platform
 import tempfile
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -145,6 +146,9 @@ def main(argv=None) -> int:
     ap.add_argument("--paper-tiles", type=int, default=36,
                     help="time this many of the paper preset's 36 tiles and scale to 36")
     ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--flips", type=int, default=1, choices=(1, 2, 4, 8),
+                    help="test-time flips of the model (default 1: the network's own speed; "
+                         "the model's thresholds.json may ask for more)")
     args = ap.parse_args(argv)
     x, y, z = args.shape
     print(cpu_line())
@@ -161,6 +165,9 @@ def main(argv=None) -> int:
               f"({len(ph.vectors)} cells)")
         del ph
         model = load_model(args.model)
+        model = replace(model, thresholds=replace(model.thresholds, flips=args.flips))
+        print(f"test-time flips {args.flips} (the model's own: "
+              f"{load_model(args.model).thresholds.flips})")
         shape = resampled_shape((z, y, x), PAPER_VOXEL_SIZE, model.config.voxel_size)
         tile, origins, _ = plan_tiles(shape, tile=DEFAULT_TILE_3D, overlap=DEFAULT_OVERLAP_3D,
                                       multiple=model.net.size_multiple())
