@@ -103,6 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", type=int, metavar="K",
                     help="run only these entries of SWEEP (0-based)")
     ap.add_argument("--test-images", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     ap.add_argument("--init", default="nucleus-golgi-3d",
                     help="model to fine-tune (default the bundled 3D model)")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench_finetune")
@@ -132,9 +133,10 @@ def main(argv=None) -> int:
         for k, (lr, freeze, bias) in enumerate(SWEEP):
             if args.only and k not in args.only:
                 continue
-            out, n, _, _, _ = finetune(args.work / f"sweep_{lr:g}_{freeze}_{bias:g}",
+            out, n, _, _, _ = finetune(args.work / f"sweep_{lr:g}_{freeze}_{bias:g}_s{args.seed}",
                                        train_img, train_vec, minutes=args.sweep_minutes,
-                                       lr=lr, freeze=freeze, pair_bias=bias, init=args.init)
+                                       lr=lr, freeze=freeze, pair_bias=bias, init=args.init,
+                                       seed=args.seed)
             print(f"| {lr:g} | {freeze} | {bias:g} | {n} | {model_f1(out):.3f} |", flush=True)
 
     d = FINETUNE_DEFAULTS
@@ -146,7 +148,8 @@ def main(argv=None) -> int:
     for minutes in args.minutes:
         out, n, epochs, t_train, t_tune = finetune(
             args.work / f"curve_{minutes:g}", train_img, train_vec, minutes=minutes,
-            lr=d["lr"], freeze=d["freeze"], pair_bias=d["pair_bias"], init=args.init)
+            lr=d["lr"], freeze=d["freeze"], pair_bias=d["pair_bias"], init=args.init,
+            seed=args.seed)
         print(f"| {minutes:g} | {n} | {epochs} | {t_train:.0f} | {t_tune:.0f} | "
               f"{model_f1(out):.3f} |", flush=True)
     print(f"Otsu on the same images: {otsu:.3f}; load average {os.getloadavg()[0]:.1f} at end")
