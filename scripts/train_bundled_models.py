@@ -364,6 +364,11 @@ def finish(name, work: Path, *, install: bool, force: bool):
         "structures": list(r["structures"]),
         "train_seeds": list(r["train_seeds"]), "val_seeds": list(r["val_seeds"]),
         "tune_seeds": list(r["tune_seeds"]), "init": r.get("init"),
+        **{f"plain_{role}_seeds": list(r[f"plain_{role}_seeds"])
+           for role in ("train", "val", "tune") if f"plain_{role}_seeds" in r},
+        **({"plain_generator": "cellpol_core.synthetic.phantom.generate_phantom with "
+                               "scripts/train_bundled_models.py plain_options(seed)"}
+           if "plain_train_seeds" in r else {}),
         "recipe": "scripts/train_bundled_models.py " + name,
         "epochs": done_epochs(model_dir),
         "weights": f"{which} (of: best by validation loss, last, init)",
