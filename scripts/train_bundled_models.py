@@ -122,8 +122,9 @@ def recipe_config(name):
     return family(r["family"]).with_ranges(**{k: tuple(v) for k, v in r["ranges"].items()})
 
 
-def write_set(folder: Path, config, seeds, structures):
-    """Randomised phantoms, one per seed, written once."""
+def write_set(folder: Path, config, seeds, structures, *, prefix="phantom", make=None):
+    """Phantoms, one per seed, written once: randomised by ``config``, or made by
+    ``make(seed)`` (a Phantom)."""
     from cellpol_core.io.image import write_ome_tiff
     from cellpol_core.io.vectors import write_vectors
     from cellpol_core.synthetic.phantom import generate_randomised
@@ -131,9 +132,10 @@ def write_set(folder: Path, config, seeds, structures):
     folder.mkdir(parents=True, exist_ok=True)
     images, vectors = [], []
     for seed in range(*seeds):
-        img, csv = folder / f"phantom_{seed}.ome.tif", folder / f"phantom_{seed}_vectors.csv"
+        img, csv = folder / f"{prefix}_{seed}.ome.tif", folder / f"{prefix}_{seed}_vectors.csv"
         if not img.exists():
-            ph = generate_randomised(seed=seed, config=config, structures=structures)
+            ph = (make(seed) if make is not None
+                  else generate_randomised(seed=seed, config=config, structures=structures))
             write_vectors(csv, ph.vectors, voxel_size=ph.voxel_size)
             write_ome_tiff(img, ph.image, voxel_size=ph.voxel_size, channel_names=ph.channel_names)
         images.append(img)
@@ -158,21 +160,11 @@ def plain_options(seed: int) -> dict:
 
 def write_plain_set(folder: Path, seeds, structures):
     """Plain phantoms (the generator's own appearance at drawn voxel sizes), written once."""
-    from cellpol_core.io.image import write_ome_tiff
-    from cellpol_core.io.vectors import write_vectors
     from cellpol_core.synthetic.phantom import generate_phantom
 
-    folder.mkdir(parents=True, exist_ok=True)
-    images, vectors = [], []
-    for seed in range(*seeds):
-        img, csv = folder / f"plain_{seed}.ome.tif", folder / f"plain_{seed}_vectors.csv"
-        if not img.exists():
-            ph = generate_phantom(seed=seed, structures=structures, **plain_options(seed))
-            write_vectors(csv, ph.vectors, voxel_size=ph.voxel_size)
-            write_ome_tiff(img, ph.image, voxel_size=ph.voxel_size, channel_names=ph.channel_names)
-        images.append(img)
-        vectors.append(csv)
-    return images, vectors
+    return write_set(folder, None, seeds, structures, prefix="plain",
+                     make=lambda seed: generate_phantom(seed=seed, structures=structures,
+                                                        **plain_options(seed)))
 
 
 def recipe_sets(name, work: Path, role: str):
